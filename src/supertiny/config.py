@@ -45,7 +45,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of keys at the top, got {type(data).__name__}"
+        )
     return data
 
 
@@ -70,7 +72,9 @@ def _closest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
             return None
         annotation = fields[item].annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if current is None:
             return None
     fields = getattr(current, "model_fields", {})

@@ -175,6 +175,4 @@ def resolve_gguf(name_or_path: str | os.PathLike[str], progress=None) -> Path:
     if path.is_file():
         return path
     aliases = ", ".join(BUNDLED)
-    raise ModelNotFoundError(
-        f"model '{name}' is neither a file nor a bundled alias ({aliases})"
-    )
+    raise ModelNotFoundError(f"model '{name}' is neither a file nor a bundled alias ({aliases})")

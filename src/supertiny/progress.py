@@ -33,7 +33,9 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("-- /min" if not speed else f"{speed * 60:.1f}/min", style="progress.data.speed")
+        return Text(
+            "-- /min" if not speed else f"{speed * 60:.1f}/min", style="progress.data.speed"
+        )
 
 
 @contextmanager

@@ -42,6 +42,14 @@ class BadLine:
 
 def iter_jsonl(path: Path, bad: list[BadLine] | None = None) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSONL file; unreadable lines go to ``bad`` (or raise)."""
+    for _, record in iter_numbered(path, bad):
+        yield record
+
+
+def iter_numbered(
+    path: Path, bad: list[BadLine] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like ``iter_jsonl``, with each object's line number (1-based)."""
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -52,9 +60,11 @@ def iter_jsonl(path: Path, bad: list[BadLine] | None = None) -> Iterator[dict[st
                 problem = BadLine(Path(path), number, f"not JSON ({exc.msg} at column {exc.colno})")
             else:
                 if isinstance(record, dict):
-                    yield record
+                    yield number, record
                     continue
-                problem = BadLine(Path(path), number, f"expected a JSON object, got {type(record).__name__}")
+                problem = BadLine(
+                    Path(path), number, f"expected a JSON object, got {type(record).__name__}"
+                )
             if bad is None:
                 raise RunError(str(problem))
             bad.append(problem)
@@ -157,7 +167,11 @@ def config_hash(config: dict[str, Any]) -> str:
 def _versions() -> dict[str, str]:
     import importlib.metadata as metadata
 
-    out = {"supertiny": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    out = {
+        "supertiny": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
     for name in ("torch", "transformers", "llama-cpp-python", "pydantic", "httpx"):
         try:
             out[name] = metadata.version(name)
@@ -189,8 +203,10 @@ class Run:
         try:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise RunError(f"{self.manifest_path}: manifest is not JSON ({exc.msg}); "
-                           "fix or delete it (records in the stage folders are kept)") from None
+            raise RunError(
+                f"{self.manifest_path}: manifest is not JSON ({exc.msg}); "
+                "fix or delete it (records in the stage folders are kept)"
+            ) from None
 
     def _save(self, manifest: dict[str, Any]) -> None:
         write_json(self.manifest_path, manifest)
@@ -238,8 +254,13 @@ class Run:
         self._save(manifest)
         return self.stage_dir(stage)
 
-    def finish(self, stage: str, artifacts: dict[str, str], status: str = "finished",
-               summary: dict[str, Any] | None = None) -> None:
+    def finish(
+        self,
+        stage: str,
+        artifacts: dict[str, str],
+        status: str = "finished",
+        summary: dict[str, Any] | None = None,
+    ) -> None:
         manifest = self.manifest()
         entry = manifest["stages"].setdefault(stage, {})
         entry.update(status=status, finished=_now(), artifacts=artifacts)
@@ -249,9 +270,12 @@ class Run:
 
     def is_complete(self, stage: str, config: dict[str, Any]) -> bool:
         entry = self.stage(stage)
-        return bool(entry and entry.get("status") == "finished"
-                    and entry.get("config_hash") == config_hash(config)
-                    and all((self.root / p).exists() for p in entry.get("artifacts", {}).values()))
+        return bool(
+            entry
+            and entry.get("status") == "finished"
+            and entry.get("config_hash") == config_hash(config)
+            and all((self.root / p).exists() for p in entry.get("artifacts", {}).values())
+        )
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

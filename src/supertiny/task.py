@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 
 from supertiny import config as cfg
 from supertiny import toolcalls
-from supertiny.runs import BadLine, iter_jsonl
+from supertiny.runs import BadLine, iter_numbered
 
 ToolList = list[dict[str, Any]]
 
@@ -37,18 +37,28 @@ class FewShot(cfg.Section):
 
 class TeacherPrompt(cfg.Section):
     system_prompt: str = Field(description="The teacher's system prompt (may be long).")
-    few_shot: list[FewShot] = Field(default_factory=list, description="Example conversations prepended after the system prompt.")
-    max_steps: int = Field(6, ge=1, le=50, description="Most assistant turns in the function-call pipeline.")
+    few_shot: list[FewShot] = Field(
+        default_factory=list, description="Example conversations prepended after the system prompt."
+    )
+    max_steps: int = Field(
+        6, ge=1, le=50, description="Most assistant turns in the function-call pipeline."
+    )
 
 
 class StudentPrompt(cfg.Section):
     system_prompt: str = Field(description="The student's short system prompt.")
-    tools_in_prompt: bool = Field(True, description="Render the final tools' schemas into the student's chat template.")
+    tools_in_prompt: bool = Field(
+        True, description="Render the final tools' schemas into the student's chat template."
+    )
 
 
 class Helpers(cfg.Section):
-    module: str = Field(description="Python file (relative to the task file) with one function per helper tool.")
-    tools: str | ToolList = Field(description="Helper tool schemas (OpenAI format): a JSON/YAML path or an inline list.")
+    module: str = Field(
+        description="Python file (relative to the task file) with one function per helper tool."
+    )
+    tools: str | ToolList = Field(
+        description="Helper tool schemas (OpenAI format): a JSON/YAML path or an inline list."
+    )
 
 
 class Data(cfg.Section):
@@ -59,13 +69,21 @@ class Data(cfg.Section):
 class TaskSpec(cfg.Section):
     name: str = Field(description="Task name (used in run names and reports).")
     description: str = Field("", description="One line describing the feature.")
-    tools: str | ToolList = Field(description="Final tools (OpenAI format): a JSON/YAML path or an inline list.")
-    helpers: Helpers | None = Field(None, description="Helper tools the teacher may call before its final call.")
-    allow_plain_answer: bool = Field(False, description="A text answer without a final call is an acceptable output.")
+    tools: str | ToolList = Field(
+        description="Final tools (OpenAI format): a JSON/YAML path or an inline list."
+    )
+    helpers: Helpers | None = Field(
+        None, description="Helper tools the teacher may call before its final call."
+    )
+    allow_plain_answer: bool = Field(
+        False, description="A text answer without a final call is an acceptable output."
+    )
     teacher: TeacherPrompt
     student: StudentPrompt
     data: Data
-    reward: Literal["similarity", "exact"] = Field("similarity", description="Default RL reward: the Sim-RL soft score or exact match.")
+    reward: Literal["similarity", "exact"] = Field(
+        "similarity", description="Default RL reward: the Sim-RL soft score or exact match."
+    )
 
     @field_validator("name")
     @classmethod
@@ -82,12 +100,16 @@ def _check_tools(tools: Any, where: str) -> ToolList:
     for index, tool in enumerate(tools):
         fn = tool.get("function", tool) if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise cfg.ConfigError(f"{where}[{index}]: a tool needs {{'type': 'function', 'function': {{'name': ...}}}}")
+            raise cfg.ConfigError(
+                f"{where}[{index}]: a tool needs {{'type': 'function', 'function': {{'name': ...}}}}"
+            )
         params = fn.get("parameters", {"type": "object", "properties": {}})
         try:
             jsonschema.validators.validator_for(params).check_schema(params)
         except jsonschema.SchemaError as exc:
-            raise cfg.ConfigError(f"{where}[{index}] ({fn['name']}): parameters is not a valid JSON schema: {exc.message}") from None
+            raise cfg.ConfigError(
+                f"{where}[{index}] ({fn['name']}): parameters is not a valid JSON schema: {exc.message}"
+            ) from None
         out.append({"type": "function", "function": {**fn, "parameters": params}})
     names = [t["function"]["name"] for t in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -121,7 +143,9 @@ def _load_module(path: Path, task_name: str, where: str):
         spec.loader.exec_module(module)
     except Exception as exc:  # a broken user module: say which file and why
         sys.modules.pop(module_name, None)
-        raise cfg.ConfigError(f"{path}: importing the helper module failed: {type(exc).__name__}: {exc}") from exc
+        raise cfg.ConfigError(
+            f"{path}: importing the helper module failed: {type(exc).__name__}: {exc}"
+        ) from exc
     return module
 
 
@@ -142,14 +166,19 @@ class Task:
         self.helper_tools: ToolList = []
         self.helpers: dict[str, Callable[..., Any]] = {}
         if spec.helpers is not None:
-            self.helper_tools = _load_tools(spec.helpers.tools, self.root, f"{self.path}: helpers.tools")
-            module = _load_module(self.root / spec.helpers.module, spec.name, f"{self.path}: helpers.module")
+            self.helper_tools = _load_tools(
+                spec.helpers.tools, self.root, f"{self.path}: helpers.tools"
+            )
+            module = _load_module(
+                self.root / spec.helpers.module, spec.name, f"{self.path}: helpers.module"
+            )
             for tool in self.helper_tools:
                 name = tool["function"]["name"]
                 fn = getattr(module, name, None)
                 if not callable(fn):
                     raise cfg.ConfigError(
-                        f"{self.path}: helpers.tools: '{name}' has no function of that name in {module.__file__}")
+                        f"{self.path}: helpers.tools: '{name}' has no function of that name in {module.__file__}"
+                    )
                 self.helpers[name] = fn
         clash = set(self.final_names) & set(self.helpers)
         if clash:
@@ -221,14 +250,16 @@ class Task:
         value = getattr(self.spec.data, split)
         return None if value is None else self.root / value
 
-    def records(self, split: Literal["unlabeled", "test"], bad: list[BadLine] | None = None) -> Iterator[dict[str, Any]]:
+    def records(
+        self, split: Literal["unlabeled", "test"], bad: list[BadLine] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Input records of a split, normalised to the record shape; bad lines go to ``bad``."""
         path = self.data_path(split)
         if path is None:
             return
         if not path.is_file():
             raise cfg.ConfigError(f"{self.path}: data.{split}: file not found: {path}")
-        for number, raw in enumerate(iter_jsonl(path, bad), start=1):
+        for number, raw in iter_numbered(path, bad):
             record = normalise_record(raw, f"{path.stem}-{number:05d}")
             if isinstance(record, str):
                 if bad is None:
@@ -238,16 +269,24 @@ class Task:
             yield record
 
     # ----- what "correct" means ----------------------------------------------------------
-    def evaluate(self, prediction: Any, gold: Any, tools: ToolList | None = None) -> toolcalls.Score:
+    def evaluate(
+        self, prediction: Any, gold: Any, tools: ToolList | None = None
+    ) -> toolcalls.Score:
         """Score a prediction (raw text, an OpenAI message, a label, or calls) against gold.
 
         ``tools`` overrides the task's final tools for records that carry their own.
         """
-        return toolcalls.score(prediction, gold, tools or self.tools,
-                               allow_content=self.spec.allow_plain_answer)
+        return toolcalls.score(
+            prediction, gold, tools or self.tools, allow_content=self.spec.allow_plain_answer
+        )
 
-    def reward(self, prediction: Any, reference: Any, kind: str | None = None,
-               tools: ToolList | None = None) -> float:
+    def reward(
+        self,
+        prediction: Any,
+        reference: Any,
+        kind: str | None = None,
+        tools: ToolList | None = None,
+    ) -> float:
         """RL reward in [-1, 1]: the Sim-RL similarity (default) or exact match (1 / 0, -1 invalid)."""
         result = self.evaluate(prediction, reference, tools)
         kind = kind or self.spec.reward
@@ -261,12 +300,16 @@ def normalise_record(raw: dict[str, Any], fallback_id: str) -> dict[str, Any] | 
     messages = raw.get("messages")
     if messages is None and isinstance(raw.get("input"), str):
         messages = [{"role": "user", "content": raw["input"]}]
-    if not isinstance(messages, list) or not messages or not all(
-        isinstance(m, dict) and "role" in m for m in messages
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) and "role" in m for m in messages)
     ):
         return "needs 'messages' (a list of {role, content}) or 'input' (a string)"
     gold = raw.get("gold")
-    if gold is not None and not (isinstance(gold, dict) and ("tool_calls" in gold or "content" in gold)):
+    if gold is not None and not (
+        isinstance(gold, dict) and ("tool_calls" in gold or "content" in gold)
+    ):
         return "'gold' must be {tool_calls: [...], content: ...}"
     return {
         "id": str(raw.get("id") or fallback_id),

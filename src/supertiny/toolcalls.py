@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema.validators import validator_for
+from referencing import Registry
 
 from supertiny.toolcalls_parse import Parsed, ToolCall, dumps, parse
 
@@ -82,7 +83,9 @@ def _types(schema: Any) -> list[str]:
     if not isinstance(schema, dict):
         return []
     named = schema.get("type")
-    found = [named] if isinstance(named, str) else [t for t in named or [] if isinstance(t, str)]
+    found = [named] if isinstance(named, str) else []
+    if isinstance(named, list):
+        found = [t for t in named if isinstance(t, str)]
     for branch in _branches(schema):
         found += _types(branch)
     return found
@@ -234,7 +237,8 @@ def _schema_errors(arguments: dict, schema: Any) -> list[str]:
     try:
         cls = validator_for(schema)
         cls.check_schema(schema)
-        found = list(cls(schema).iter_errors(arguments))
+        # An empty registry: "$ref"s resolve inside the schema, never over the network.
+        found = list(cls(schema, registry=Registry()).iter_errors(arguments))
     except Exception as exc:  # noqa: BLE001 - a bad schema is data, not a crash
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         return [f"invalid parameters schema: {_clip(first_line)}"]
@@ -567,5 +571,6 @@ def _mismatch(pred: list[ToolCall], gold: list[ToolCall], tools: list[dict] | No
             if key not in p:
                 return f"{p_calls[i].name}: missing argument '{key}'"
             if not _same(p[key], g[key]):
-                return f"{p_calls[i].name}: '{key}' is {_clip(dumps(p[key]), 40)}, expected {_clip(dumps(g[key]), 40)}"
+                got, want = _clip(dumps(p[key]), 40), _clip(dumps(g[key]), 40)
+                return f"{p_calls[i].name}: '{key}' is {got}, expected {want}"
     return "calls differ"

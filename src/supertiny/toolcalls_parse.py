@@ -93,7 +93,10 @@ def _arguments(raw: Any) -> dict[str, Any]:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return {}
     if isinstance(raw, str):
-        raw = loads_lenient(raw)
+        try:
+            raw = loads_lenient(raw)
+        except ValueError as exc:
+            raise ValueError(f"arguments string: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"arguments must be an object, not {type(raw).__name__}")
     return to_json_value(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import logging
 import time
 from pathlib import Path
@@ -257,6 +258,7 @@ def test_cache_hit_and_resume_after_crash(tmp_path: Path):
             b = await crashed.chat(MESSAGES, tools=TOOLS)
             async with fast_client(srv.url, cache_path=cache) as resumed:
                 c = await resumed.chat(MESSAGES, tools=TOOLS)
+            await crashed.aclose()
             return crashed, resumed, a, b, c
 
         crashed, resumed, a, b, c = asyncio.run(main())
@@ -334,4 +336,5 @@ def test_client_survives_a_new_event_loop_and_refuses_use_after_close():
         second = asyncio.run(chat_once(client))
         with pytest.raises(RuntimeError, match="closed"):
             asyncio.run(client.chat(MESSAGES))
+    gc.collect()  # the first loop's abandoned connections warn here, not at exit
     assert first.message == second.message and len(srv.requests) == 2

@@ -39,7 +39,9 @@ def test_out_of_range_value(tmp_path):
 
 
 def test_yaml_syntax_error_names_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"label\.yaml: line 3: not valid YAML: expected .,. or .]."):
+    with pytest.raises(
+        ConfigError, match=r"label\.yaml: line 3: not valid YAML: expected .,. or .]."
+    ):
         load(LabelConfig, write(tmp_path, "quality:\n  samples: [1, 2\n"))
 
 
@@ -50,7 +52,9 @@ def test_missing_file(tmp_path):
 
 def test_preset_then_file_then_overrides(tmp_path):
     path = write(tmp_path, "limit: 7\n")
-    conf = load_config(path, "quick", parse_overrides(["quality.samples=4", "teacher.url=http://x/v1"]))
+    conf = load_config(
+        path, "quick", parse_overrides(["quality.samples=4", "teacher.url=http://x/v1"])
+    )
     assert conf.limit == 7  # the file beats the preset
     assert conf.test_limit == 6  # from the preset
     assert conf.quality.samples == 4 and conf.teacher.url == "http://x/v1"

@@ -160,7 +160,5 @@ def token_logprob(
         "token": token,
         "logprob": logprob,
         "bytes": list(token_bytes),
-        "top_logprobs": [
-            {"token": t, "logprob": lp, "bytes": list(b)} for t, b, lp in top
-        ],
+        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(b)} for t, b, lp in top],
     }

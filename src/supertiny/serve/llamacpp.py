@@ -36,8 +36,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from supertiny.serve.backend import (
     ChatRequest,
     ContextLengthError,
@@ -67,6 +65,7 @@ class LlamaCppBackend:
     ):
         try:
             import llama_cpp
+            import numpy as np
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
             raise ImportError(
@@ -75,7 +74,7 @@ class LlamaCppBackend:
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"GGUF model not found: {path}")
-        self._lib = llama_cpp
+        self._lib, self._np = llama_cpp, np
         threads = n_threads or os.cpu_count() or 1
         self._llm = llama_cpp.Llama(
             model_path=str(path),
@@ -132,7 +131,9 @@ class LlamaCppBackend:
         try:
             return self._formatter(messages=messages, tools=tools).prompt
         except Exception as exc:  # jinja2 errors and the template's raise_exception
-            raise PromptError(f"the model's chat template cannot render this conversation: {exc}")
+            raise PromptError(
+                f"the model's chat template cannot render this conversation: {exc}"
+            ) from exc
 
     def _prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict] | None) -> list[int]:
         # The template writes any BOS itself (llama-cpp-python's `added_special=True`).
@@ -141,6 +142,7 @@ class LlamaCppBackend:
 
     def _cached_prefix(self, prompt: list[int]) -> int:
         """Tokens at the start of `prompt` already in the KV cache."""
+        np = self._np
         held = self._llm.input_ids[: self._llm.n_tokens]
         n = min(len(held), len(prompt))
         if n == 0:
@@ -233,6 +235,7 @@ class LlamaCppBackend:
     def _logprob_entry(self, token: int, params: SamplingParams) -> dict[str, Any]:
         """Logprob of the sampled `token` and the top alternatives, from the logits of
         the position it was sampled at (still the context's last output)."""
+        np = self._np
         pointer = self._lib.llama_get_logits_ith(self._llm.ctx, -1)
         logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
         peak = logits.max()

@@ -134,6 +134,23 @@ class ChatCompletionRequest(_Lenient):
         return self.max_completion_tokens or self.max_tokens
 
 
+FIELD_NAMES = frozenset(
+    name
+    for model in (
+        ChatCompletionRequest,
+        Message,
+        ToolCall,
+        FunctionCall,
+        Tool,
+        FunctionSpec,
+        NamedToolChoice,
+        StreamOptions,
+    )
+    for name in model.model_fields
+)
+"""Every field name in the request models: what an error may name as its `param`."""
+
+
 def to_backend_request(req: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
     """Check what pydantic cannot and build the backend's `ChatRequest`.
 
@@ -169,7 +186,7 @@ def to_backend_request(req: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
 
 
 def _tool_choice(req: ChatCompletionRequest, tools: list[dict] | None) -> str:
-    """"auto" | "none" | "required" | the forced function's name."""
+    """ "auto" | "none" | "required" | the forced function's name."""
     choice = req.tool_choice
     if choice is None:
         return "auto" if tools else "none"
@@ -192,7 +209,9 @@ def _message_dict(message: Message, index: int) -> dict[str, Any]:
     role = "system" if message.role == "developer" else message.role
     out: dict[str, Any] = {"role": role, "content": _text(message.content, index)}
     if role in ("user", "system", "tool") and out["content"] is None:
-        raise RequestError(f"messages[{index}] ({role}) has no content", f"messages[{index}].content")
+        raise RequestError(
+            f"messages[{index}] ({role}) has no content", f"messages[{index}].content"
+        )
     if message.name is not None:
         out["name"] = message.name
     if message.tool_call_id is not None:

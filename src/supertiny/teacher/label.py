@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -98,11 +98,9 @@ class QualityConfig(cfg.Section):
     early_stop: bool = Field(
         True, description="Stop sampling once more samples cannot change the decision."
     )
-    dedup_threshold: float = Field(
-        0.9,
-        gt=0,
-        le=1,
-        description="Character-trigram Jaccard at which two inputs are duplicates (1 = identical after normalising).",
+    dedup: Literal["near", "exact", "off"] = Field(
+        "near",
+        description="Drop duplicate inputs: identical after normalising (exact), or also up to typos (near).",
     )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
 
@@ -156,6 +154,10 @@ def load_config(
 
 class _Stop(Exception):
     """Too many transport failures: the endpoint is not usable."""
+
+
+class LabelStopped(RuntimeError):
+    """The label stage stopped early; every record decided so far is on disk."""
 
 
 class Labeler:
@@ -311,7 +313,7 @@ def _inputs(
             console.print(f"[yellow]skipped {problem}")
             rejected.append({"id": bad_id, "reason_kind": "unreadable", "reason": str(problem)})
     duplicates = quality.find_duplicates(
-        {r["id"]: input_text(r) for r in inputs}, conf.quality.dedup_threshold
+        {r["id"]: input_text(r) for r in inputs}, conf.quality.dedup
     )
     unique = []
     for record in inputs:
@@ -471,7 +473,7 @@ async def _label(
                 test_todo, labeler, conf.teacher.concurrency, on_test, "teacher on gold test"
             )
         except _Stop as exc:
-            raise TeacherError(
+            raise LabelStopped(
                 f"stopped after {len(labeler.failures)} failed inputs; the endpoint looks unusable: {exc}. "
                 f"Every record decided so far is kept in {out}; re-run the same command to continue."
             ) from None

@@ -203,44 +203,70 @@ def normalise_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def _shingles(text: str, n: int = 3) -> set[str]:
-    padded = f" {text} "
-    return {padded[i : i + n] for i in range(max(1, len(padded) - n + 1))}
+def _edit_distance_at_most_one(a: str, b: str) -> bool:
+    """True when ``a`` becomes ``b`` with at most one insertion, deletion, substitution or swap."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        swapped = a[i + 1 : i + 2] + a[i : i + 1] + a[i + 2 :] == b[i:]
+        return a[i + 1 :] == b[i + 1 :] or swapped
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1 :] == shorter[i:]
 
 
-def find_duplicates(texts: dict[str, str], threshold: float = 0.9) -> dict[str, str]:
-    """Map each near-duplicate id to the id it duplicates (the first one seen).
+def near_identical(a: list[str], b: list[str]) -> bool:
+    """Same words in the same order, up to typos: each differing word pair is at least 4
+    letters, not a number, and one edit apart; at most one such pair per 8 words.
 
-    Two inputs are near-identical when the Jaccard similarity of their character trigrams,
-    after ``normalise_text``, is at least ``threshold`` (1.0 = identical after normalising).
-    Candidates come from an inverted index over trigrams, so cost grows with overlaps,
-    not with the square of the input count.
+    Stricter than a similarity threshold on purpose: "turn on" vs "turn off" or "21" vs
+    "22" change the label, so those inputs are never merged.
     """
-    kept: dict[str, set[str]] = {}
-    index: dict[str, list[str]] = defaultdict(list)
+    if len(a) != len(b):
+        return False
+    differing = 0
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            continue
+        if (
+            min(len(x), len(y)) < 4
+            or x.isdigit()
+            or y.isdigit()
+            or not _edit_distance_at_most_one(x, y)
+        ):
+            return False
+        differing += 1
+    return differing <= max(1, len(a) // 8)
+
+
+def find_duplicates(texts: dict[str, str], mode: str = "near") -> dict[str, str]:
+    """Map each duplicate id to the id it duplicates (the first one seen).
+
+    ``exact``: identical after ``normalise_text`` (case, accents, punctuation, spacing).
+    ``near``: also ``near_identical`` word sequences (typos). ``off``: nothing is merged.
+    Near candidates are compared only within buckets of equal word count and equal numbers.
+    """
+    if mode == "off":
+        return {}
     exact: dict[str, str] = {}
+    buckets: dict[tuple, list[tuple[str, list[str]]]] = defaultdict(list)
     duplicates: dict[str, str] = {}
     for record_id, text in texts.items():
         norm = normalise_text(text)
         if norm in exact:
             duplicates[record_id] = exact[norm]
             continue
-        grams = _shingles(norm)
-        if threshold < 1.0:
-            overlap: Counter[str] = Counter()
-            for gram in grams:
-                overlap.update(index[gram])
-            for other, shared in overlap.most_common():
-                union = len(grams) + len(kept[other]) - shared
-                if union and shared / union >= threshold:
-                    duplicates[record_id] = other
-                    break
-                if shared / max(len(grams), 1) < threshold:
-                    break
-            if record_id in duplicates:
+        words = norm.split()
+        bucket = buckets[(len(words), tuple(w for w in words if w.isdigit()))]
+        if mode == "near":
+            match = next((other for other, seen in bucket if near_identical(words, seen)), None)
+            if match is not None:
+                duplicates[record_id] = match
                 continue
         exact[norm] = record_id
-        kept[record_id] = grams
-        for gram in grams:
-            index[gram].append(record_id)
+        bucket.append((record_id, words))
     return duplicates

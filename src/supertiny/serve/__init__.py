@@ -1,0 +1,18 @@
+"""OpenAI-compatible server for a (teacher or student) model: `supertiny serve`.
+
+    python -m supertiny.serve --model student --port 8000
+    # then any OpenAI client: base_url="http://127.0.0.1:8000/v1"
+
+- `server.py`: `serve()` (blocking; what the CLI verb calls) and the `BACKENDS` registry;
+- `app.py`: the HTTP layer (`POST /v1/chat/completions`, `GET /v1/models`, `GET /health`);
+- `protocol.py`: the request model and its normalisation for chat templates;
+- `backend.py`: the `Backend` interface every model runtime implements;
+- `llamacpp.py`: the llama.cpp backend (GGUF in process);
+- `process.py`: `ServerProcess`, a server in a subprocess for the other stages
+  (the label stage starts the teacher this way).
+"""
+
+from supertiny.serve.process import ServerProcess, ServerStartError
+from supertiny.serve.server import BACKENDS, serve
+
+__all__ = ["BACKENDS", "ServerProcess", "ServerStartError", "serve"]

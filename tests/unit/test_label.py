@@ -1,0 +1,267 @@
+"""The label stage end to end against a scripted OpenAI-compatible server: the pipeline,
+voting, the four artifacts and the report, and every fault (garbage, 500s, timeouts, a
+raising tool, a bad data line, a dead endpoint, Ctrl-C) with resume."""
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from supertiny.runs import RunError, read_jsonl
+from supertiny.task import Task
+from supertiny.teacher import label
+from tests.scripted_server import garbage, hang, ok, scripted_server, status, tool_call
+
+ASSETS = Path(__file__).parents[1] / "assets" / "tiny_task"
+NUMBERS = {"two": 2, "three": 3}
+
+
+def rule_teacher(body: dict, wrong_when_sampling: bool = False):
+    """Answers like a competent teacher of the tiny task: find_city, then book_table."""
+    messages = body["messages"]
+    last = messages[-1]
+    user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    if last["role"] == "tool":
+        city_id = (
+            json.loads(last["content"])["city_id"] if last["content"].startswith("{") else None
+        )
+        if city_id is None:
+            return ok(tool_calls=[tool_call("no_action", {"reason": "unsupported"})])
+        people = re.search(r"\d+", user)
+        people = int(people.group()) if people else NUMBERS.get(user.split()[0].lower(), 1)
+        if wrong_when_sampling and body.get("temperature", 0) > 0:
+            people += 1
+        return ok(
+            tool_calls=[tool_call("book_table", {"city_id": city_id, "people": people})],
+            prompt_tokens=300,
+            completion_tokens=20,
+        )
+    city = re.search(r"\b(Paris|Rome|Lima|Oslo|oslo|Atlantis)\b", user)
+    if city is None:
+        return ok(tool_calls=[tool_call("no_action", {"reason": "chit_chat"})])
+    return ok(
+        tool_calls=[tool_call("find_city", {"name": city.group()})],
+        prompt_tokens=250,
+        completion_tokens=15,
+    )
+
+
+def config(url, **changes):
+    data = {
+        "teacher": {
+            "url": url,
+            "model": "scripted",
+            "max_retries": 3,
+            "timeout_s": 2,
+            "price_input_per_million": 1.0,
+            "price_output_per_million": 2.0,
+        },
+        "quality": {"samples": 3},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            data.setdefault(section, {})[field] = value
+        else:
+            data[key] = value
+    return label.LabelConfig.model_validate(data)
+
+
+@pytest.fixture
+def task(tmp_path):
+    shutil.copytree(ASSETS, tmp_path / "task")
+    return Task.load(tmp_path / "task" / "task.yaml")
+
+
+def test_happy_path_writes_four_artifacts_and_report(task, tmp_path):
+    with scripted_server(default=rule_teacher) as server:
+        artifacts = label.run(task, config(server.url), tmp_path / "run")
+    out = tmp_path / "run" / "label"
+    labeled = {r["id"]: r for r in read_jsonl(out / "labeled.jsonl")}
+    rejected = read_jsonl(out / "rejected.jsonl")
+    assert sorted(labeled) == ["t1", "t2", "t3", "t5", "t6"]
+    assert [(r["id"], r["reason_kind"]) for r in rejected] == [("t4", "duplicate")]
+    t1 = labeled["t1"]
+    assert t1["label"] == {
+        "tool_calls": [{"name": "book_table", "arguments": {"city_id": "par", "people": 4}}],
+        "content": None,
+    }
+    assert t1["meta"]["samples"] == 2 and t1["meta"]["agreement"] == 1.0  # early stop after 2 of 3
+    assert [step["tool_results"][0]["result"] for step in t1["meta"]["trace"][:1]] == [
+        '{"city_id": "par"}'
+    ]
+    assert t1["meta"]["cost_usd"] == pytest.approx(2 * ((250 + 300) * 1e-6 + (15 + 20) * 2e-6))
+    assert read_jsonl(out / "preferences.jsonl") == []
+    report = json.loads((out / "label_report.json").read_text())
+    assert (
+        report["accepted"] == 5
+        and report["rejected"] == 1
+        and report["accept_rate"] == pytest.approx(5 / 6, abs=1e-3)
+    )
+    assert report["teacher_test_n"] == 3 and report["teacher_test_exact"] == 1.0
+    assert report["labeled_gold_exact"] == 1.0
+    assert report["agreement_histogram"]["0.8-1.0"] == 5
+    assert report["usage_labeling"]["prompt_tokens"] > 0
+    assert set(artifacts) == {"labeled", "rejected", "preferences", "teacher_test", "report"}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["label"]["status"] == "finished"
+
+
+def test_disagreement_gives_preference_pairs_and_rejections(task, tmp_path):
+    with scripted_server(default=lambda b: rule_teacher(b, wrong_when_sampling=True)) as server:
+        label.run(
+            task, config(server.url, quality__min_agreement=0.6, test_limit=0), tmp_path / "run"
+        )
+    out = tmp_path / "run" / "label"
+    rejected = {r["id"]: r for r in read_jsonl(out / "rejected.jsonl")}
+    # greedy says 4, both samples say 5: the majority (5) wins with 2/3 and is accepted
+    labeled = {r["id"]: r for r in read_jsonl(out / "labeled.jsonl")}
+    assert labeled["t1"]["label"]["tool_calls"][0]["arguments"]["people"] == 5
+    assert labeled["t1"]["meta"]["agreement"] == pytest.approx(2 / 3, abs=1e-3)
+    pairs = [p for p in read_jsonl(out / "preferences.jsonl") if p["source_id"] == "t1"]
+    assert len(pairs) == 1
+    assert pairs[0]["chosen"]["tool_calls"][0]["arguments"]["people"] == 5
+    assert pairs[0]["rejected"]["tool_calls"][0]["arguments"]["people"] == 4
+    assert pairs[0]["messages"][0]["content"] == "table for 4 in Paris"
+    assert "t6" in labeled and "t4" in rejected
+
+
+def test_flaky_endpoint_500s_timeouts_and_garbage_are_retried(task, tmp_path):
+    script = [
+        status(500),
+        status(503, retry_after=0.05),
+        garbage(),
+        hang(3),
+        status(429, retry_after=0.05),
+    ]
+    with scripted_server(script, default=rule_teacher) as server:
+        label.run(
+            task,
+            config(server.url, test_limit=0, quality__samples=1, teacher__concurrency=2),
+            tmp_path / "run",
+        )
+    labeled = read_jsonl(tmp_path / "run" / "label" / "labeled.jsonl")
+    assert len(labeled) == 5
+
+
+def test_model_answering_garbage_is_rejected_not_fatal(task, tmp_path):
+    with scripted_server(default=ok("I am not sure what you mean, friend.")) as server:
+        label.run(task, config(server.url, test_limit=1), tmp_path / "run")
+    out = tmp_path / "run" / "label"
+    rejected = read_jsonl(out / "rejected.jsonl")
+    assert {r["reason_kind"] for r in rejected} == {"invalid", "duplicate"}
+    assert any("without a final call" in r["reason"] for r in rejected)
+    report = json.loads((out / "label_report.json").read_text())
+    assert report["accepted"] == 0 and report["teacher_test_exact"] == 0.0
+
+
+def test_raising_tool_result_is_fed_back_to_the_teacher(task, tmp_path):
+    (tmp_path / "task" / "train.jsonl").write_text(
+        json.dumps(
+            {"id": "x1", "messages": [{"role": "user", "content": "table for 2 in Atlantis"}]}
+        )
+        + "\n"
+    )
+    with scripted_server(default=rule_teacher) as server:
+        label.run(task, config(server.url, test_limit=0), tmp_path / "run")
+    record = read_jsonl(tmp_path / "run" / "label" / "labeled.jsonl")[0]
+    result = record["meta"]["trace"][0]["tool_results"][0]
+    assert result["ok"] is False and "no city named 'Atlantis'" in result["result"]
+    assert record["label"]["tool_calls"] == [
+        {"name": "no_action", "arguments": {"reason": "unsupported"}}
+    ]
+    tool_message = server.requests[1]["messages"][-1]
+    assert tool_message["role"] == "tool" and "no city named" in tool_message["content"]
+
+
+def test_bad_data_line_is_reported_and_the_rest_labelled(task, tmp_path):
+    path = tmp_path / "task" / "train.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(
+        "\n".join(lines[:2] + ["{not json", '{"id": "y", "messages": "hi"}'] + lines[2:]) + "\n"
+    )
+    with scripted_server(default=rule_teacher) as server:
+        label.run(task, config(server.url, test_limit=0, quality__samples=1), tmp_path / "run")
+    rejected = read_jsonl(tmp_path / "run" / "label" / "rejected.jsonl")
+    unreadable = [r for r in rejected if r["reason_kind"] == "unreadable"]
+    assert [r["id"] for r in unreadable] == ["bad:train.jsonl:3", "bad:train.jsonl:4"]
+    assert "not JSON" in unreadable[0]["reason"] and "needs 'messages'" in unreadable[1]["reason"]
+    assert len(read_jsonl(tmp_path / "run" / "label" / "labeled.jsonl")) == 5
+
+
+def test_dead_endpoint_stops_with_clear_error_and_keeps_nothing_half_done(task, tmp_path):
+    conf = config("http://127.0.0.1:9/v1", teacher__max_retries=0, max_failures=2, test_limit=0)
+    with pytest.raises(label.LabelStopped, match="re-run the same command to continue"):
+        label.run(task, conf, tmp_path / "run")
+    assert read_jsonl(tmp_path / "run" / "label" / "labeled.jsonl") == []
+
+
+def test_resume_skips_done_work_and_refuses_changed_config(task, tmp_path):
+    with scripted_server(default=rule_teacher) as server:
+        label.run(
+            task, config(server.url, limit=2, test_limit=0, quality__samples=1), tmp_path / "run"
+        )
+        first = len(server.requests)
+        with pytest.raises(RunError, match="changed: limit"):
+            label.run(
+                task,
+                config(server.url, limit=4, test_limit=0, quality__samples=1),
+                tmp_path / "run",
+            )
+        label.run(
+            task, config(server.url, limit=2, test_limit=0, quality__samples=1), tmp_path / "run"
+        )
+        assert len(server.requests) == first  # nothing asked twice
+    assert first == 4  # two inputs, two steps each
+
+
+def test_ctrl_c_keeps_records_and_rerun_continues(task, tmp_path):
+    """A real interrupt (SIGINT to the CLI) mid-run; the re-run finishes without losing work."""
+    slow = lambda body: ok(delay=0.4) if False else _delayed(rule_teacher(body))  # noqa: E731
+    config_path = tmp_path / "label.yaml"
+    run_dir = tmp_path / "run"
+    with scripted_server(default=slow) as server:
+        config_path.write_text(
+            f"teacher:\n  url: {server.url}\n  model: scripted\nquality:\n  samples: 1\n"
+            "test_limit: 0\n"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "supertiny.cli",
+            "label",
+            str(task.path),
+            "--config",
+            str(config_path),
+            "--run-dir",
+            str(run_dir),
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        labeled = run_dir / "label" / "labeled.jsonl"
+        deadline = time.time() + 30
+        while time.time() < deadline and not (
+            labeled.exists() and labeled.read_text().count("\n") >= 2
+        ):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 130, output
+        assert "interrupted" in output and "run the same command again" in output
+        kept = [r["id"] for r in read_jsonl(labeled)]
+        assert 2 <= len(kept) < 5
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+    final = [r["id"] for r in read_jsonl(labeled)]
+    assert sorted(final) == ["t1", "t2", "t3", "t5", "t6"] and final[: len(kept)] == kept
+
+
+def _delayed(behaviour):
+    return type(behaviour)(behaviour.status, behaviour.body, behaviour.headers, 0.3)
