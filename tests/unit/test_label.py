@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.scripted_server import garbage, hang, ok, scripted_server, status, tool_call
 
 from supertiny.runs import RunError, read_jsonl
 from supertiny.task import Task
 from supertiny.teacher import label
-from tests.scripted_server import garbage, hang, ok, scripted_server, status, tool_call
 
 ASSETS = Path(__file__).parents[1] / "assets" / "tiny_task"
 NUMBERS = {"two": 2, "three": 3}
@@ -223,7 +223,10 @@ def test_resume_skips_done_work_and_refuses_changed_config(task, tmp_path):
 
 def test_ctrl_c_keeps_records_and_rerun_continues(task, tmp_path):
     """A real interrupt (SIGINT to the CLI) mid-run; the re-run finishes without losing work."""
-    slow = lambda body: ok(delay=0.4) if False else _delayed(rule_teacher(body))  # noqa: E731
+
+    def slow(body):
+        return _delayed(rule_teacher(body))
+
     config_path = tmp_path / "label.yaml"
     run_dir = tmp_path / "run"
     with scripted_server(default=slow) as server:
