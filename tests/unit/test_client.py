@@ -270,6 +270,7 @@ def test_cache_hit_and_resume_after_crash(tmp_path: Path):
     assert crashed.usage.requests == 2 and crashed.usage.cached == 1
     assert crashed.usage.prompt_tokens == a.prompt_tokens  # cache hits cost nothing
     assert resumed.usage.cached == 1 and resumed.usage.prompt_tokens == 0
+    assert str(cache) in repr(resumed)
 
 
 def test_cache_key_distinguishes_sample_index_and_request(tmp_path: Path):
@@ -307,12 +308,15 @@ def test_bounded_concurrency():
     with scripted_server(default=ok("slow", delay=0.1)) as srv:
 
         async def main():
-            async with fast_client(srv.url, concurrency=2) as client:
-                return await asyncio.gather(*(client.chat(MESSAGES, sample=i) for i in range(10)))
+            # 12 x 0.1 s through 2 slots take 0.6 s: the timeout must not count the queue.
+            async with fast_client(srv.url, concurrency=2, timeout_s=0.4) as client:
+                done = await asyncio.gather(*(client.chat(MESSAGES, sample=i) for i in range(12)))
+            return client, done
 
-        done = asyncio.run(main())
-    assert len(done) == 10 and len(srv.requests) == 10
+        client, done = asyncio.run(main())
+    assert len(done) == 12 and len(srv.requests) == 12
     assert srv.max_in_flight == 2  # bounded, and the bound is actually used
+    assert client.usage.retries == 0
 
 
 def test_api_key_never_written_to_cache(tmp_path: Path, monkeypatch):

@@ -202,7 +202,8 @@ class TeacherClient:
         self._headers = dict(extra_headers or {})
         if self._api_key:
             self._headers["Authorization"] = f"Bearer {self._api_key}"
-        self._cache = ResponseCache(cache_path) if cache_path is not None else None
+        self.cache_path = None if cache_path is None else Path(cache_path)
+        self._cache = ResponseCache(self.cache_path) if self.cache_path is not None else None
         self._rng = random.Random()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: httpx.AsyncClient | None = None
@@ -218,13 +219,13 @@ class TeacherClient:
         if not key:
             raise TeacherError(
                 f"teacher API key: environment variable {api_key_env} is not set (or empty); "
-                f"export it, or leave api_key_env unset for a server without authentication",
+                "export it, or leave api_key_env unset for a server without authentication",
                 url="",
             )
         return key
 
     def __repr__(self) -> str:
-        cache = str(self._cache.path) if self._cache else None
+        cache = None if self.cache_path is None else str(self.cache_path)
         return (
             f"TeacherClient(base_url={self.base_url!r}, model={self.model!r}, "
             f"api_key_env={self.api_key_env!r}, concurrency={self.concurrency}, "
