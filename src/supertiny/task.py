@@ -78,9 +78,9 @@ class TaskSpec(cfg.Section):
     allow_plain_answer: bool = Field(
         False, description="A text answer without a final call is an acceptable output."
     )
-    teacher: TeacherPrompt
-    student: StudentPrompt
-    data: Data
+    teacher: TeacherPrompt = Field(description="The teacher's prompt and pipeline bounds.")
+    student: StudentPrompt = Field(description="The student's one-stage prompt.")
+    data: Data = Field(description="The task's datasets.")
     reward: Literal["similarity", "exact"] = Field(
         "similarity", description="Default RL reward: the Sim-RL soft score or exact match."
     )

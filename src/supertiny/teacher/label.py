@@ -102,12 +102,18 @@ class QualityConfig(cfg.Section):
         "near",
         description="Drop duplicate inputs: identical after normalising (exact), or also up to typos (near).",
     )
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig, description="LLM-as-judge grading of accepted labels."
+    )
 
 
 class LabelConfig(cfg.Section):
-    teacher: EndpointConfig = Field(default_factory=EndpointConfig)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
+    teacher: EndpointConfig = Field(
+        default_factory=EndpointConfig, description="The teacher endpoint."
+    )
+    quality: QualityConfig = Field(
+        default_factory=QualityConfig, description="Quality control of labels."
+    )
     limit: int | None = Field(None, ge=1, description="Label only the first N unique inputs.")
     test_limit: int | None = Field(
         None, ge=0, description="Run the teacher on the first N gold test inputs (0 = skip)."

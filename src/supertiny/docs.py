@@ -1,0 +1,110 @@
+"""Generate the reference pages in docs/ from the typed configs, so they cannot drift.
+
+python -m supertiny.docs            # rewrites docs/task.md and docs/label.md
+python -m supertiny.docs --check    # exits 1 if a page is out of date (run by the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from supertiny.config import Section
+
+
+def _type_name(annotation: typing.Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation).replace("typing.", "")
+    return text.replace("NoneType", "null").replace("dict[str, Any]", "mapping")
+
+
+def _default(field) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "**required**"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if isinstance(value, BaseModel):
+        return "(section)"
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return "`" + (text if len(text) < 40 else text[:37] + "...") + "`"
+
+
+def _sections(model: type[Section], prefix: str = "") -> list[tuple[str, type[Section]]]:
+    """The model and every nested Section, depth first, with their dotted prefixes."""
+    out = [(prefix, model)]
+    for name, field in model.model_fields.items():
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, Section):
+                out += _sections(candidate, f"{prefix}{name}.")
+    return out
+
+
+def table(model: type[Section]) -> str:
+    """A Markdown table of every key of ``model`` and its nested sections."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for prefix, section in _sections(model):
+        for name, field in section.model_fields.items():
+            kind = _type_name(field.annotation)
+            if any(
+                isinstance(a, type) and issubclass(a, Section)
+                for a in (field.annotation, *typing.get_args(field.annotation))
+            ):
+                kind = "section"
+            doc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+            lines.append(
+                f"| `{prefix}{name}` | {kind.replace('|', 'or')} | {_default(field)} | {doc} |"
+            )
+    return "\n".join(lines)
+
+
+def pages() -> dict[str, str]:
+    from supertiny.task import TaskSpec
+    from supertiny.teacher import label
+
+    label_doc = (label.__doc__ or "").strip()
+    presets = "\n".join(
+        f"- `{name}`: `{value or 'the defaults (all data)'}`"
+        for name, value in label.PRESETS.items()
+    )
+    return {
+        "task.md": "# The task file\n\n"
+        + (sys.modules["supertiny.task"].__doc__ or "").strip()
+        + "\n\n## Keys\n\nPaths are relative to the task file.\n\n"
+        + table(TaskSpec)
+        + "\n",
+        "label.md": "# Stage 1: label\n\n```\n"
+        + label_doc
+        + "\n```\n\n## Presets\n\n"
+        + presets
+        + "\n\n## Keys\n\nGiven with `--config FILE`, `--preset NAME` and `--set KEY=VALUE` "
+        "(applied in that order: preset, file, overrides).\n\n" + table(label.LabelConfig) + "\n",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if docs/ is out of date")
+    parser.add_argument("--out", default=str(Path(__file__).parents[2] / "docs"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    stale = []
+    for name, text in pages().items():
+        path = out / name
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print("out of date (run `python -m supertiny.docs`): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
