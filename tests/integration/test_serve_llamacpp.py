@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
+import time
 
 import httpx
 import pytest
@@ -230,6 +232,42 @@ def test_logprobs_and_stop(client):
     )
     assert stopped.choices[0].message.content == choice.message.content.split("4")[0]
     assert stopped.choices[0].finish_reason == "stop"
+
+
+def test_n_choices(client):
+    response = client.chat.completions.create(
+        model="student",
+        messages=[{"role": "user", "content": "Name a colour."}],
+        temperature=1.0,
+        seed=1,
+        max_tokens=8,
+        n=2,
+    )
+    assert [c.index for c in response.choices] == [0, 1]
+    assert all(c.message.content for c in response.choices)
+
+
+def test_health_answers_while_generating(client, server):
+    result = {}
+
+    def generate():
+        result["response"] = client.chat.completions.create(
+            model="student",
+            messages=[{"role": "user", "content": "Write a long story about the sea."}],
+            temperature=0,
+            max_tokens=200,
+        )
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    time.sleep(0.5)
+    assert worker.is_alive()
+    start = time.monotonic()
+    health = httpx.get(f"{server.url}/health", trust_env=False, timeout=10)
+    assert health.json() == {"status": "ok"}
+    assert time.monotonic() - start < 2.0  # not queued behind the generation
+    worker.join()
+    assert result["response"].usage.completion_tokens > 0
 
 
 def test_bad_requests_are_400(client, server):

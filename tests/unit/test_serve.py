@@ -16,7 +16,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from supertiny.serve.app import assistant_message, create_app, finish_reason
+from supertiny.serve.app import create_app
 from supertiny.serve.backend import (
     ChatRequest,
     ContextLengthError,
@@ -26,6 +26,7 @@ from supertiny.serve.backend import (
 )
 from supertiny.serve.process import ServerProcess, ServerStartError
 from supertiny.serve.protocol import ChatCompletionRequest, RequestError, to_backend_request
+from supertiny.serve.responses import assistant_message, finish_reason
 
 TOOLS = [
     {

@@ -6,6 +6,7 @@
 - `server.py`: `serve()` (blocking; what the CLI verb calls) and the `BACKENDS` registry;
 - `app.py`: the HTTP layer (`POST /v1/chat/completions`, `GET /v1/models`, `GET /health`);
 - `protocol.py`: the request model and its normalisation for chat templates;
+- `responses.py`: generated text -> OpenAI `chat.completion` objects and chunks;
 - `backend.py`: the `Backend` interface every model runtime implements;
 - `llamacpp.py`: the llama.cpp backend (GGUF in process);
 - `process.py`: `ServerProcess`, a server in a subprocess for the other stages

@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--name", default=None, help="model id shown to clients")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context length in tokens")
-    parser.add_argument("--n-threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument(
+        "--n-threads", type=int, default=None, help="CPU threads (default: half the cores)"
+    )
     parser.add_argument("--backend", default="llamacpp", choices=sorted(BACKENDS))
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]

@@ -21,7 +21,11 @@ What the app does for every backend (`serve/backend.py`):
   when the request has tools (and `tool_choice` is not "none"): calls become
   `message.tool_calls` (arguments as a JSON string), leftover text the `content`,
   and `finish_reason` is "tool_calls" (unless the output was cut: "length");
+- `max_tokens` (or `max_completion_tokens`) above the context is a 400; below it but
+  beyond what the prompt leaves free, the completion is cut at the end of the
+  context (`finish_reason` "length"), as llama.cpp's own server does;
 - `n > 1` runs the backend n times (seed, if given, + choice index);
+- `response_format` is accepted and ignored for now (no constrained decoding yet);
 - `stream: true` sends `chat.completion.chunk` server-sent events. Without tools,
   content arrives token by token. With tools, the whole answer is sent in one delta
   at the end (the parser needs the complete text to tell a call from content).
@@ -36,7 +40,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -60,7 +63,15 @@ from supertiny.serve.protocol import (
     RequestError,
     to_backend_request,
 )
-from supertiny.toolcalls import parse
+from supertiny.serve.responses import (
+    Meta,
+    assistant_message,
+    choice_delta,
+    chunk,
+    completion_body,
+    finish_reason,
+    usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +135,7 @@ def create_app(backend: Backend, model_name: str, *, strict_model: bool = False)
         if strict_model and body.model not in (None, model_name):
             raise _unknown_model(body.model, model_name)
         request = _backend_request(body, backend.n_ctx)
-        meta = _Meta(model=model_name)
+        meta = Meta(model=model_name)
         if body.stream:
             # Check the prompt length now: once streaming starts, the status is 200.
             prompt_tokens = await _call(backend.count_tokens, request.messages, request.tools)
@@ -142,104 +153,11 @@ def create_app(backend: Backend, model_name: str, *, strict_model: bool = False)
     return app
 
 
-# ---- responses --------------------------------------------------------------------------
-
-
-class _Meta:
-    def __init__(self, model: str):
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-        self.model = model
-
-
-def assistant_message(text: str, tools_active: bool) -> dict[str, Any]:
-    """The OpenAI assistant message for generated `text`.
-
-    With tools, calls found by `supertiny.toolcalls.parse` become `tool_calls` and the
-    text around them the `content` (None if there is none); text that is no call (or
-    a call that does not parse) is returned whole as `content`.
-    """
-    if tools_active:
-        parsed = parse(text)
-        if parsed.calls:
-            calls = [call.to_openai(f"call_{uuid.uuid4().hex[:24]}") for call in parsed.calls]
-            return {"role": "assistant", "content": parsed.content, "tool_calls": calls}
-    return {"role": "assistant", "content": text}
-
-
-def finish_reason(backend_reason: str, message: dict[str, Any]) -> str:
-    """ "length" if the output was cut, else "tool_calls" if it has calls, else "stop"."""
-    if backend_reason == "length":
-        return "length"
-    return "tool_calls" if message.get("tool_calls") else "stop"
-
-
-def usage(generations: list[Generation]) -> dict[str, Any]:
-    """OpenAI usage; the prompt is counted once however many choices were drawn."""
-    prompt = generations[0].prompt_tokens if generations else 0
-    completion = sum(g.completion_tokens for g in generations)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {
-            "cached_tokens": generations[0].cached_tokens if generations else 0
-        },
-    }
-
-
-def completion_body(meta: _Meta, generations: list[Generation], tools_active: bool) -> dict:
-    """The `chat.completion` object for one request."""
-    choices = []
-    for index, gen in enumerate(generations):
-        message = assistant_message(gen.text, tools_active)
-        choices.append(
-            {
-                "index": index,
-                "message": message,
-                "logprobs": None if gen.logprobs is None else {"content": gen.logprobs},
-                "finish_reason": finish_reason(gen.finish_reason, message),
-            }
-        )
-    return {
-        "id": meta.id,
-        "object": "chat.completion",
-        "created": meta.created,
-        "model": meta.model,
-        "system_fingerprint": None,
-        "choices": choices,
-        "usage": usage(generations),
-    }
-
-
 # ---- streaming --------------------------------------------------------------------------
 
 
-def _chunk(meta: _Meta, choices: list[dict], usage_: dict | None = None) -> str:
-    body: dict[str, Any] = {
-        "id": meta.id,
-        "object": "chat.completion.chunk",
-        "created": meta.created,
-        "model": meta.model,
-        "system_fingerprint": None,
-        "choices": choices,
-    }
-    if usage_ is not None:
-        body["usage"] = usage_
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-
-def _choice(index: int, delta: dict, logprobs: list | None = None, finish: str | None = None):
-    return {
-        "index": index,
-        "delta": delta,
-        "logprobs": None if logprobs is None else {"content": logprobs},
-        "finish_reason": finish,
-    }
-
-
 async def _stream(
-    backend: Backend, request: ChatRequest, n: int, meta: _Meta, include_usage: bool
+    backend: Backend, request: ChatRequest, n: int, meta: Meta, include_usage: bool
 ) -> AsyncIterator[str]:
     """Server-sent events for `n` choices, generated one after the other."""
     tools_active = request.tools is not None
@@ -249,7 +167,7 @@ async def _stream(
     generations: list[Generation] = []
     try:
         for index in range(n):
-            yield _chunk(meta, [_choice(index, {"role": "assistant", "content": ""})])
+            yield chunk(meta, [choice_delta(index, {"role": "assistant", "content": ""})])
             queue: asyncio.Queue = asyncio.Queue()
 
             def on_delta(text: str, logprobs: list, queue: asyncio.Queue = queue) -> bool:
@@ -262,8 +180,9 @@ async def _stream(
             future.add_done_callback(lambda _, queue=queue: queue.put_nowait(None))
             while (item := await queue.get()) is not None:
                 text, logprobs = item
-                yield _chunk(
-                    meta, [_choice(index, {"content": text}, logprobs if wants_logprobs else None)]
+                yield chunk(
+                    meta,
+                    [choice_delta(index, {"content": text}, logprobs if wants_logprobs else None)],
                 )
             try:
                 gen = future.result()
@@ -278,12 +197,12 @@ async def _stream(
                     delta["tool_calls"] = [
                         {"index": i, **call} for i, call in enumerate(message["tool_calls"])
                     ]
-                yield _chunk(meta, [_choice(index, delta, gen.logprobs)])
-            yield _chunk(
-                meta, [_choice(index, {}, finish=finish_reason(gen.finish_reason, message))]
+                yield chunk(meta, [choice_delta(index, delta, gen.logprobs)])
+            yield chunk(
+                meta, [choice_delta(index, {}, finish=finish_reason(gen.finish_reason, message))]
             )
         if include_usage:
-            yield _chunk(meta, [], usage(generations))
+            yield chunk(meta, [], usage(generations))
         yield "data: [DONE]\n\n"
     finally:
         cancel.set()

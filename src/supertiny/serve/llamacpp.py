@@ -25,6 +25,10 @@ evaluates only the tokens after the longest common prefix, so the long system pr
 number of reused tokens is reported as `usage.prompt_tokens_details.cached_tokens`.
 
 llama.cpp is not thread-safe: every use of the model holds `self._lock`.
+
+Seeds: the same seed and the same cache state give the same sample. A prompt
+evaluated cold and the same prompt reusing the cache can differ in the last bits of
+the logits (different batch shapes), which at temperature > 0 may change a token.
 """
 
 from __future__ import annotations
@@ -47,6 +51,19 @@ from supertiny.serve.backend import (
     StopMatcher,
     token_logprob,
 )
+
+
+def default_threads() -> int:
+    """Half the cores this process may use (at least 1), for prompt and generation.
+
+    llama.cpp's worker threads busy-wait at every barrier, so a thread that shares its
+    core with another busy process stalls all the others: on 2 cores with one other
+    busy process, 2 threads made a 0.5B tool call 5-15x slower than 1 thread (while
+    on idle cores 2 threads are about 1.5x faster). The label stage runs the pipeline
+    beside the server, so the default leaves room; `n_threads` overrides it.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // 2)
 
 
 class LlamaCppBackend:
@@ -75,7 +92,7 @@ class LlamaCppBackend:
         if not path.is_file():
             raise FileNotFoundError(f"GGUF model not found: {path}")
         self._lib, self._np = llama_cpp, np
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or default_threads()
         self._llm = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,

@@ -54,7 +54,7 @@ def serve(
     model: a bundled alias ("teacher", "student") or a GGUF path.
     name: the model id clients see in /v1/models (default: the alias or file stem).
     n_ctx: context length in tokens (prompt + completion).
-    n_threads: CPU threads (default: all cores).
+    n_threads: CPU threads (default: half the cores; see `llamacpp.default_threads`).
     backend: one of BACKENDS.
     strict_model: answer 404 to a request naming another model (default: accept any).
     """
