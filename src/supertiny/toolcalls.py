@@ -218,10 +218,10 @@ def validate(calls: list[ToolCall], tools: list[dict]) -> tuple[list[ToolCall], 
     as an error, never raised.
     """
     schemas = _schemas(tools)
+    checkers: dict[str, Callable[[dict], list[str]]] = {}
     out: list[ToolCall] = []
     errors: list[str] = []
     for index, call in enumerate(calls):
-        where = f"call {index} '{call.name}'"
         if call.name not in schemas:
             out.append(call)
             errors.append(f"call {index}: unknown function '{call.name}'")
@@ -229,27 +229,42 @@ def validate(calls: list[ToolCall], tools: list[dict]) -> tuple[list[ToolCall], 
         schema = schemas[call.name]
         call = ToolCall(call.name, coerce(call.arguments, schema))
         out.append(call)
-        errors += [f"{where}: {e}" for e in _schema_errors(call.arguments, schema)]
+        if call.name not in checkers:
+            checkers[call.name] = _checker(schema)
+        errors += [f"call {index} '{call.name}': {e}" for e in checkers[call.name](call.arguments)]
     return out, errors
 
 
-def _schema_errors(arguments: dict, schema: Any) -> list[str]:
+def _checker(schema: Any) -> Callable[[dict], list[str]]:
+    """A function listing the schema errors of an arguments dict; a bad schema is one error."""
+
+    def broken(exc: Exception) -> list[str]:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return [f"invalid parameters schema: {_clip(first_line)}"]
+
     try:
         cls = validator_for(schema)
         cls.check_schema(schema)
         # An empty registry: "$ref"s resolve inside the schema, never over the network.
-        found = list(cls(schema, registry=Registry()).iter_errors(arguments))
+        validator = cls(schema, registry=Registry())
     except Exception as exc:  # noqa: BLE001 - a bad schema is data, not a crash
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        return [f"invalid parameters schema: {_clip(first_line)}"]
-    found.sort(key=lambda e: [str(p) for p in e.absolute_path])
-    messages = []
-    for error in found:
-        path = ".".join(str(p) for p in error.absolute_path)
-        messages.append(
-            f"argument '{path}': {_clip(error.message)}" if path else _clip(error.message)
-        )
-    return messages
+        errors = broken(exc)
+        return lambda arguments: errors
+
+    def check(arguments: dict) -> list[str]:
+        try:
+            found = list(validator.iter_errors(arguments))
+        except Exception as exc:  # noqa: BLE001 - e.g. an unresolvable "$ref"
+            return broken(exc)
+        found.sort(key=lambda e: [str(p) for p in e.absolute_path])
+        return [_describe(error) for error in found]
+
+    return check
+
+
+def _describe(error: Any) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return f"argument '{path}': {_clip(error.message)}" if path else _clip(error.message)
 
 
 def _clip(text: str, limit: int = 160) -> str:

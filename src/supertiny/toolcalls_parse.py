@@ -30,6 +30,10 @@ from typing import Any
 
 MAX_SNIPPET_CHARS = 200_000
 """Longer snippets are not decoded (guards ``ast.literal_eval`` and the time spent)."""
+DECODE_BUDGET = 4
+"""Bare-JSON scanning decodes at most this many times the text's length (plus 20k
+characters), which bounds the time spent on pathological text such as thousands of
+nested broken objects; scanning stops when it is spent."""
 
 _TAG_OPEN = re.compile(r"<tool_call>", re.I)
 _TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.S | re.I)
@@ -37,6 +41,7 @@ _TAG_STRAY = re.compile(r"</?tool_call>", re.I)
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n`]*\n?(.*?)(?:```|\Z)", re.S)
 _SPECIAL = re.compile(r"<\|(?:im_end|im_start|endoftext|eot_id|eom_id|end)\|>")
 _NAME_KEY = re.compile(r"""["']name["']\s*:""")
+_STRING = re.compile(r""""(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?""", re.S)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 _PY_WORDS = {"true": "True", "false": "False", "null": "None"}
 _PY_WORD = re.compile(r"\b(true|false|null)\b")
@@ -300,12 +305,18 @@ def _from_bare(text: str, strict: bool = True) -> Extraction:
     result = Extraction()
     taken: list[tuple[int, int]] = []
     bad: list[tuple[int, int]] = []
-    cursor = 0
+    cursor, budget = 0, DECODE_BUDGET * len(text) + 20_000
     for start in sorted(pairs):
         end = pairs[start]
         if start < cursor:
             continue
         snippet = text[start:end]
+        if "name" not in snippet and "function" not in snippet:
+            cursor = end  # no call can be in here
+            continue
+        budget -= len(snippet)
+        if budget < 0:
+            break
         try:
             value = loads_lenient(snippet)
         except ValueError:
@@ -479,16 +490,12 @@ def to_json_value(value: Any) -> Any:
 def _outside_strings(text: str, transform: Callable[[str], str]) -> str:
     """Apply ``transform`` to the parts of ``text`` that are not quoted string literals."""
     out: list[str] = []
-    start = i = 0
-    while i < len(text):
-        if text[i] in "\"'":
-            out.append(transform(text[start:i]))
-            end = _string_end(text, i)
-            out.append(text[i:end])
-            start = i = end
-        else:
-            i += 1
-    out.append(transform(text[start:]))
+    last = 0
+    for match in _STRING.finditer(text):
+        out.append(transform(text[last : match.start()]))
+        out.append(match.group())
+        last = match.end()
+    out.append(transform(text[last:]))
     return "".join(out)
 
 

@@ -262,6 +262,21 @@ def test_parse_broken_bare_call_is_an_error_but_prose_braces_are_not():
     assert parse("Use {curly} braces {like this}.").error is None
 
 
+def test_parse_braces_and_apostrophes_inside_strings():
+    text = "I don't know. " + json.dumps(
+        {"name": "send_message", "arguments": {"text": "it's {late} [really]"}}
+    )
+    parsed = parse(text)
+    assert parsed.calls == [ToolCall("send_message", {"text": "it's {late} [really]"})]
+    assert parsed.content == "I don't know."
+
+
+def test_parse_pathological_nesting_ends_with_an_error():
+    parsed = parse('{"name":' * 5000 + "x" + "}" * 5000)
+    assert parsed.calls == [] and parsed.error.startswith("invalid call JSON")
+    assert parse("{" * 5000 + "}" * 5000) == Parsed([], "{" * 5000 + "}" * 5000)
+
+
 def test_extract_reports_content_outside_markup():
     found = extract('a <tool_call>{"name": "get_time"}</tool_call> b')
     assert found.calls == [{"name": "get_time"}]
