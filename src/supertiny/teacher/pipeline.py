@@ -96,6 +96,19 @@ def _run_helpers(
     return messages, results
 
 
+REASK = (
+    "Your last reply contained no function call. Reply with the function call(s) that "
+    "complete the request, using the tools provided."
+)
+
+
+def _reask(conversation: list[dict], message: dict, entry: dict, problem: str) -> list[dict]:
+    """Append the unusable turn and a corrective user message."""
+    entry["reask"] = problem
+    reply = {"role": "assistant", "content": message.get("content") or ""}
+    return [*conversation, reply, {"role": "user", "content": REASK}]
+
+
 async def run_pipeline(
     client: TeacherClient,
     task: Task,
@@ -106,14 +119,18 @@ async def run_pipeline(
     sample: int = 0,
     max_tokens: int = 512,
     top_logprobs: int | None = None,
+    reasks: int = 1,
 ) -> PipelineResult:
     """Run the teacher's function-call pipeline on one input conversation.
 
-    Never raises for model misbehaviour (garbage, unknown tools, too many steps): those end
+    A turn with neither a readable call nor an allowed plain answer (small teachers sometimes
+    return an empty turn) is answered with ``REASK`` up to ``reasks`` times, within the step
+    budget; the trace marks it. Never raises for model misbehaviour (garbage, unknown tools, too many steps): those end
     the run with ``error`` set. Transport failures (``TeacherError``) propagate.
     """
     conversation = task.teacher_messages(messages)
     tools = task.teacher_tools
+    reasks_left = reasks
     result = PipelineResult(calls=[], content=None, error=None)
     for step in range(task.spec.teacher.max_steps):
         completion = await client.chat(
@@ -136,7 +153,12 @@ async def run_pipeline(
         }
         result.trace.append(entry)
         if parsed.error and not parsed.calls:
-            result.error = f"step {step}: unparseable output: {parsed.error}"
+            problem = f"step {step}: unparseable output: {parsed.error}"
+            if reasks_left > 0:
+                reasks_left -= 1
+                conversation = _reask(conversation, completion.message, entry, problem)
+                continue
+            result.error = problem
             return result
         finals = [c for c in parsed.calls if task.is_final(c.name)]
         helpers = [c for c in parsed.calls if not task.is_final(c.name)]
@@ -158,6 +180,10 @@ async def run_pipeline(
         elif task.spec.allow_plain_answer and parsed.content:
             result.content = parsed.content
             result.logprobs = completion.logprobs
+        elif reasks_left > 0:
+            reasks_left -= 1
+            conversation = _reask(conversation, completion.message, entry, "no function call")
+            continue
         else:
             result.error = f"step {step}: answered in text without a final call"
         return result
