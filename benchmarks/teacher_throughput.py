@@ -49,12 +49,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1, help="self-consistency samples")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--model", default="teacher")
+    parser.add_argument(
+        "--threads", type=int, help="server CPU threads (default: the server's default)"
+    )
     args = parser.parse_args()
 
     task = Task.load(args.task)
     root = Path(tempfile.mkdtemp(prefix="supertiny-bench-"))
     rows = []
-    with ServerProcess(args.model, n_ctx=8192, log_path=root / "server.log") as server:
+    with ServerProcess(
+        args.model, n_ctx=8192, n_threads=args.threads, log_path=root / "server.log"
+    ) as server:
 
         def conf(concurrency: int, test_limit: int = 0) -> label.LabelConfig:
             return label.load_config(
@@ -82,8 +87,12 @@ def main() -> None:
         )
         cached = timed_run(task, conf(1), root / "cached")
         rows.append(("re-run from cache", cached))
-        (root / "accuracy" / "label").mkdir(parents=True)  # labels come from the cache; only the test costs
-        shutil.copy(root / "single" / "label" / "cache.sqlite", root / "accuracy" / "label" / "cache.sqlite")
+        (root / "accuracy" / "label").mkdir(
+            parents=True
+        )  # labels come from the cache; only the test costs
+        shutil.copy(
+            root / "single" / "label" / "cache.sqlite", root / "accuracy" / "label" / "cache.sqlite"
+        )
         accuracy = timed_run(task, conf(1, args.test), root / "accuracy")
 
     table = Table(

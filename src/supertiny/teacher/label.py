@@ -65,6 +65,11 @@ class EndpointConfig(cfg.Section):
     n_ctx: int = Field(
         8192, ge=512, description="Context length of the local server (bundled teacher only)."
     )
+    n_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads of the local server (bundled teacher only; default: half the cores).",
+    )
     max_tokens: int = Field(384, ge=1, description="Most tokens per teacher turn.")
 
 
@@ -351,7 +356,9 @@ def _endpoint(conf: EndpointConfig, log_path: Path):
     from supertiny.serve.process import ServerProcess
 
     console.print(f"[bold]starting the local teacher server[/] ({conf.model}); log: {log_path}")
-    with ServerProcess(conf.model, n_ctx=conf.n_ctx, log_path=log_path) as server:
+    with ServerProcess(
+        conf.model, n_ctx=conf.n_ctx, n_threads=conf.n_threads, log_path=log_path
+    ) as server:
         yield server.base_url, conf.model
 
 
