@@ -103,18 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     MODEL is a GGUF path or a bundled alias (teacher, student). Tool calls come back in
     message.tool_calls. Point any OpenAI client at http://HOST:PORT/v1.
     """
-    from supertiny.serve import serve
+    from supertiny.serve.server import serve_from_args
 
-    serve(
-        args.model,
-        host=args.host,
-        port=args.port,
-        name=args.name,
-        n_ctx=args.n_ctx,
-        n_threads=args.threads,
-        log_level=args.log_level,
-    )
-    return 0
+    return serve_from_args(args)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -161,19 +152,9 @@ def _add_label(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, help="GGUF path or bundled alias (teacher, student)"
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
-        "--name", help="model id reported by /v1/models (default: the alias or file stem)"
-    )
-    parser.add_argument("--n-ctx", type=int, default=4096, help="context length in tokens")
-    parser.add_argument(
-        "--threads", type=int, help="CPU threads for generation (default: all cores)"
-    )
-    parser.add_argument("--log-level", default="info")
+    from supertiny.serve.server import add_arguments
+
+    add_arguments(parser)
 
 
 def _add_models(parser: argparse.ArgumentParser) -> None:

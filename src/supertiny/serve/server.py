@@ -12,6 +12,7 @@ such as "teacher" or "student", or a path), loads it with the backend named in
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from supertiny.serve.llamacpp import LlamaCppBackend
@@ -72,3 +73,46 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
         engine.close()
+
+
+def add_arguments(parser) -> None:
+    """The command-line options of `supertiny serve` (and `python -m supertiny.serve`)."""
+    parser.add_argument(
+        "--model", required=True, help="bundled alias (teacher, student) or GGUF path"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--name", default=None, help="model id shown to clients (default: alias or file stem)"
+    )
+    parser.add_argument("--n-ctx", type=int, default=4096, help="context length in tokens")
+    parser.add_argument(
+        "--n-threads", type=int, default=None, help="CPU threads (default: half the cores)"
+    )
+    parser.add_argument("--backend", default="llamacpp", choices=sorted(BACKENDS))
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--strict-model", action="store_true", help="answer 404 to another model name"
+    )
+
+
+def serve_from_args(args) -> int:
+    """Run `serve` with parsed `add_arguments` options; a model that cannot load exits 1."""
+    try:
+        serve(
+            args.model,
+            host=args.host,
+            port=args.port,
+            name=args.name,
+            n_ctx=args.n_ctx,
+            n_threads=args.n_threads,
+            backend=args.backend,
+            log_level=args.log_level,
+            strict_model=args.strict_model,
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"supertiny serve: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
