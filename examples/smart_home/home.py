@@ -23,7 +23,18 @@ from pathlib import Path
 from typing import Any
 
 DEVICE_TYPES = ("light", "climate", "media", "cover", "fan", "switch", "lock", "vacuum")
-COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "white", "warm_white", "cool_white")
+COLORS = (
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "white",
+    "warm_white",
+    "cool_white",
+)
 SPEAKER_SOURCES = ("spotify", "radio", "podcasts", "bluetooth")
 SCREEN_SOURCES = ("tv", "netflix", "youtube", "hdmi")
 MEDIA_SOURCES = SPEAKER_SOURCES + SCREEN_SOURCES
@@ -77,7 +88,12 @@ def _light(room, slug, name, *, on, brightness=None, color=None, main=False, ali
 
 
 def _climate(room, name, *, target, current, aliases=(), test=()):
-    state = {"on": True, "mode": "heat", "target_temperature": target, "current_temperature": current}
+    state = {
+        "on": True,
+        "mode": "heat",
+        "target_temperature": target,
+        "current_temperature": current,
+    }
     return Device(f"climate.{room}", room, name, ("power", "temperature"), state, aliases, test)
 
 
@@ -89,7 +105,9 @@ def _media(room, slug, name, *, screen, on, playback, volume, source, aliases=()
 
 
 def _cover(room, slug, name, *, position, aliases=(), test=()):
-    return Device(f"cover.{room}_{slug}", room, name, ("position",), {"position": position}, aliases, test)
+    return Device(
+        f"cover.{room}_{slug}", room, name, ("position",), {"position": position}, aliases, test
+    )
 
 
 def _lock(room, slug, name, *, locked, aliases=(), test=()):
@@ -101,6 +119,8 @@ def _plain(kind, room, slug, name, *, on, aliases=(), test=()):
     return Device(f"{kind}.{room}_{slug}", room, name, ("power",), state, aliases, test)
 
 
+# Data tables, one entry per line: kept out of the formatter's layout.
+# fmt: off
 ROOMS = (
     Room("kitchen", "Kitchen", "ground"),
     Room("living_room", "Living room", "ground", ("lounge",), ("family room",)),
@@ -109,7 +129,7 @@ ROOMS = (
     Room("emma_room", "Emma's room", "first", ("kids' room",), ("children's room",)),
     Room("guest_room", "Guest room", "first", ("spare room",), ("guest bedroom",)),
     Room("office", "Office", "first", ("study",), ("home office",)),
-    Room("bathroom", "Bathroom", "first", ("bath",), ("washroom",)),
+    Room("bathroom", "Bathroom", "first", ("washroom",), ("shower room",)),
     Room("hallway", "Hallway", "ground", ("hall",), ("entryway",)),
     Room("garage", "Garage", "ground"),
     Room("garden", "Garden", "outside", ("backyard", "patio"), ("yard",)),
@@ -261,6 +281,8 @@ SCENES = (
            ("media.office_speaker", "media_control", {"action": "pause"}))),
 )
 
+# fmt: on
+
 ROOMS_BY_ID = {room.id: room for room in ROOMS}
 DEVICES_BY_ID = {device.id: device for device in DEVICES}
 SCENES_BY_ID = {scene.id: scene for scene in SCENES}
@@ -268,7 +290,9 @@ SCENES_BY_ID = {scene.id: scene for scene in SCENES}
 
 def devices_in(room_id: str, device_type: str | None = None) -> list[Device]:
     """Devices of a room in registry order (the order multi-device gold calls follow)."""
-    return [d for d in DEVICES if d.room == room_id and (device_type is None or d.type == device_type)]
+    return [
+        d for d in DEVICES if d.room == room_id and (device_type is None or d.type == device_type)
+    ]
 
 
 def main_light(room_id: str) -> Device:
@@ -305,15 +329,31 @@ def _fill(conn: sqlite3.Connection) -> None:
         for alias in room.aliases + room.test_aliases:
             conn.execute("INSERT INTO aliases VALUES ('room', ?, ?)", (room.id, alias))
     for pos, d in enumerate(DEVICES):
-        conn.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (d.id, d.room, d.type, d.name, int(d.main), json.dumps(d.capabilities), json.dumps(d.sources), pos))
+        conn.execute(
+            "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                d.id,
+                d.room,
+                d.type,
+                d.name,
+                int(d.main),
+                json.dumps(d.capabilities),
+                json.dumps(d.sources),
+                pos,
+            ),
+        )
         for alias in d.aliases + d.test_aliases:
             conn.execute("INSERT INTO aliases VALUES ('device', ?, ?)", (d.id, alias))
         for key, value in d.state.items():
             conn.execute("INSERT INTO state VALUES (?, ?, ?)", (d.id, key, json.dumps(value)))
     for pos, s in enumerate(SCENES):
-        actions = [{"device_id": dev, "call": name, "arguments": args} for dev, name, args in s.actions]
-        conn.execute("INSERT INTO scenes VALUES (?, ?, ?, ?, ?)", (s.id, s.name, s.description, json.dumps(actions), pos))
+        actions = [
+            {"device_id": dev, "call": name, "arguments": args} for dev, name, args in s.actions
+        ]
+        conn.execute(
+            "INSERT INTO scenes VALUES (?, ?, ?, ?, ?)",
+            (s.id, s.name, s.description, json.dumps(actions), pos),
+        )
         for alias in s.aliases + s.test_aliases:
             conn.execute("INSERT INTO aliases VALUES ('scene', ?, ?)", (s.id, alias))
 
@@ -335,4 +375,8 @@ def build_db(path: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(build_db(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("data") / "home.sqlite"))
+    print(
+        build_db(
+            sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("data") / "home.sqlite"
+        )
+    )

@@ -16,10 +16,18 @@ import json
 import re
 import sys
 
-_SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-          "fifteen sixteen seventeen eighteen nineteen").split()
+_SMALL = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
 NUMBER_WORDS = {w: i for i, w in enumerate(_SMALL)} | {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90}
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "ninety": 90,
+}
 _UNIT = r"(hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)"
 _PART = rf"(\d+(?:\.\d+)?)\s*{_UNIT}"
 _SECONDS = {"h": 3600, "m": 60, "s": 1}
@@ -52,7 +60,9 @@ def _normalise(expression: str) -> str:
     text = re.sub(r"\b(a |an |one )?quarter of an hour\b", "15 minutes", text)
     text = re.sub(r"\bhalf an hour\b", "30 minutes", text)
     text = re.sub(r"\b(an?|one)\s+(hour|minute|second)\b", r"1 \2", text)
-    text = re.sub(r"\b(\d+) (hours?|minutes?) and a half\b", lambda m: f"{int(m[1]) + 0.5} {m[2]}", text)
+    text = re.sub(
+        r"\b(\d+) (hours?|minutes?) and a half\b", lambda m: f"{int(m[1]) + 0.5} {m[2]}", text
+    )
     return text
 
 

@@ -29,11 +29,39 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DB = HERE / "data" / "home.sqlite"
 DEVICE_TYPES = ("light", "climate", "media", "cover", "fan", "switch", "lock", "vacuum")
 TYPE_SYNONYMS = {
-    "lamp": "light", "thermostat": "climate", "heating": "climate", "heater": "climate", "radiator": "climate",
-    "tv": "media", "television": "media", "speaker": "media", "projector": "media", "blind": "cover",
-    "curtain": "cover", "shade": "cover", "door": "cover", "plug": "switch", "outlet": "switch",
+    "lamp": "light",
+    "thermostat": "climate",
+    "heating": "climate",
+    "heater": "climate",
+    "radiator": "climate",
+    "tv": "media",
+    "television": "media",
+    "speaker": "media",
+    "projector": "media",
+    "blind": "cover",
+    "curtain": "cover",
+    "shade": "cover",
+    "door": "cover",
+    "plug": "switch",
+    "outlet": "switch",
 }
-STOPWORDS = {"the", "a", "an", "my", "our", "in", "on", "of", "by", "to", "at", "next", "over", "above", "please"}
+STOPWORDS = {
+    "the",
+    "a",
+    "an",
+    "my",
+    "our",
+    "in",
+    "on",
+    "of",
+    "by",
+    "to",
+    "at",
+    "next",
+    "over",
+    "above",
+    "please",
+}
 
 
 def _sibling(name: str):
@@ -78,8 +106,11 @@ def _connect() -> sqlite3.Connection:
 def _words(text: str) -> list[str]:
     text = text.lower().replace("'s ", " ").replace("'", "").replace("-", " ")
     words = re.findall(r"[a-z0-9]+", text)
-    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-            for w in words if w not in STOPWORDS]
+    return [
+        w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+        for w in words
+        if w not in STOPWORDS
+    ]
 
 
 def _similarity(query: str, surface: str) -> float:
@@ -95,9 +126,17 @@ def _similarity(query: str, surface: str) -> float:
 
 def _rooms(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT room_id, name FROM rooms ORDER BY position").fetchall()
-    aliases = conn.execute("SELECT target_id, alias FROM aliases WHERE kind = 'room' ORDER BY rowid").fetchall()
-    return [{"room_id": r["room_id"], "name": r["name"],
-             "aliases": [a["alias"] for a in aliases if a["target_id"] == r["room_id"]]} for r in rows]
+    aliases = conn.execute(
+        "SELECT target_id, alias FROM aliases WHERE kind = 'room' ORDER BY rowid"
+    ).fetchall()
+    return [
+        {
+            "room_id": r["room_id"],
+            "name": r["name"],
+            "aliases": [a["alias"] for a in aliases if a["target_id"] == r["room_id"]],
+        }
+        for r in rows
+    ]
 
 
 def _resolve_room(conn: sqlite3.Connection, room: str) -> str:
@@ -120,20 +159,41 @@ def _device_type(device_type: str) -> str:
     kind = word[0] if len(word) == 1 else ""
     kind = TYPE_SYNONYMS.get(kind, kind)
     if kind not in DEVICE_TYPES:
-        raise ValueError(f"unknown device_type '{device_type}'; use one of: {', '.join(DEVICE_TYPES)}")
+        raise ValueError(
+            f"unknown device_type '{device_type}'; use one of: {', '.join(DEVICE_TYPES)}"
+        )
     return kind
 
 
 def _devices(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT d.*, r.name AS room_name FROM devices d JOIN rooms r USING (room_id) "
-                        "ORDER BY d.position").fetchall()
-    aliases = conn.execute("SELECT target_id, alias FROM aliases WHERE kind = 'device' ORDER BY rowid").fetchall()
+    rows = conn.execute(
+        "SELECT d.*, r.name AS room_name FROM devices d JOIN rooms r USING (room_id) "
+        "ORDER BY d.position"
+    ).fetchall()
+    aliases = conn.execute(
+        "SELECT target_id, alias FROM aliases WHERE kind = 'device' ORDER BY rowid"
+    ).fetchall()
     out = []
     for row in rows:
         names = [row["name"], *(a["alias"] for a in aliases if a["target_id"] == row["device_id"])]
-        out.append({"device_id": row["device_id"], "name": row["name"], "room": row["room_id"],
-                    "main": bool(row["is_main"]), "capabilities": json.loads(row["capabilities"]),
-                    "_type": row["type"], "_surfaces": names + [f"{row['room_name']} {n}" for n in names]})
+        device = {
+            "device_id": row["device_id"],
+            "name": row["name"],
+            "capabilities": json.loads(row["capabilities"]),
+            "_room": row["room_id"],
+            "_type": row["type"],
+            "_surfaces": names + [f"{row['room_name']} {n}" for n in names],
+        }
+        if row["type"] == "light":
+            device["main"] = bool(row["is_main"])
+        out.append(device)
+    return out
+
+
+def _states(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in conn.execute("SELECT device_id, key, value FROM state ORDER BY rowid"):
+        out.setdefault(row["device_id"], {})[row["key"]] = json.loads(row["value"])
     return out
 
 
@@ -148,23 +208,31 @@ def list_rooms() -> list[dict[str, Any]]:
         return _rooms(conn)
 
 
-def find_devices(room: str | None = None, device_type: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-    """Devices matching all given filters; ``name`` is fuzzy over names and aliases, best first."""
+def find_devices(
+    room: str | None = None, device_type: str | None = None, name: str | None = None
+) -> list[dict[str, Any]]:
+    """Devices matching all given filters, with their current state; ``name`` is fuzzy over
+    names and aliases, best first."""
     with closing(_connect()) as conn:
         devices = _devices(conn)
+        states = _states(conn)
         if room is not None:
             room_id = _resolve_room(conn, room)
-            devices = [d for d in devices if d["room"] == room_id]
+            devices = [d for d in devices if d["_room"] == room_id]
     if device_type is not None:
         kind = _device_type(device_type)
         devices = [d for d in devices if d["_type"] == kind]
     if name is not None:
         if not isinstance(name, str) or not _words(name):
-            raise ValueError("name must describe a device, e.g. 'floor lamp' or 'lamp by the couch'")
-        scored = [(max(_similarity(name, s) for s in d["_surfaces"]), i, d) for i, d in enumerate(devices)]
+            raise ValueError(
+                "name must describe a device, e.g. 'floor lamp' or 'lamp by the couch'"
+            )
+        scored = [
+            (max(_similarity(name, s) for s in d["_surfaces"]), i, d) for i, d in enumerate(devices)
+        ]
         scored = sorted((t for t in scored if t[0] >= 0.5), key=lambda t: (-t[0], t[1]))
         devices = [d for _, _, d in scored[:5]]
-    return [_public(d) for d in devices]
+    return [{**_public(d), "state": states.get(d["device_id"], {})} for d in devices]
 
 
 def get_device_state(device_id: str) -> dict[str, Any]:
@@ -175,11 +243,22 @@ def get_device_state(device_id: str) -> dict[str, Any]:
             ids = [r[0] for r in conn.execute("SELECT device_id FROM devices ORDER BY position")]
             close = difflib.get_close_matches(str(device_id), ids, n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown device_id '{device_id}'.{hint} Use find_devices to look up ids.")
-        state = {r["key"]: json.loads(r["value"])
-                 for r in conn.execute("SELECT key, value FROM state WHERE device_id = ? ORDER BY rowid", (device_id,))}
-    out = {"device_id": row["device_id"], "name": row["name"], "room": row["room_id"],
-           "capabilities": json.loads(row["capabilities"]), "state": state}
+            raise ValueError(
+                f"unknown device_id '{device_id}'.{hint} Use find_devices to look up ids."
+            )
+        state = {
+            r["key"]: json.loads(r["value"])
+            for r in conn.execute(
+                "SELECT key, value FROM state WHERE device_id = ? ORDER BY rowid", (device_id,)
+            )
+        }
+    out = {
+        "device_id": row["device_id"],
+        "name": row["name"],
+        "room": row["room_id"],
+        "capabilities": json.loads(row["capabilities"]),
+        "state": state,
+    }
     sources = json.loads(row["sources"])
     if sources:
         out["sources"] = sources
@@ -189,11 +268,21 @@ def get_device_state(device_id: str) -> dict[str, Any]:
 def list_scenes() -> list[dict[str, Any]]:
     """Every scene: id, name, other names, what it does."""
     with closing(_connect()) as conn:
-        rows = conn.execute("SELECT scene_id, name, description FROM scenes ORDER BY position").fetchall()
-        aliases = conn.execute("SELECT target_id, alias FROM aliases WHERE kind = 'scene' ORDER BY rowid").fetchall()
-    return [{"scene_id": r["scene_id"], "name": r["name"],
-             "aliases": [a["alias"] for a in aliases if a["target_id"] == r["scene_id"]],
-             "description": r["description"]} for r in rows]
+        rows = conn.execute(
+            "SELECT scene_id, name, description FROM scenes ORDER BY position"
+        ).fetchall()
+        aliases = conn.execute(
+            "SELECT target_id, alias FROM aliases WHERE kind = 'scene' ORDER BY rowid"
+        ).fetchall()
+    return [
+        {
+            "scene_id": r["scene_id"],
+            "name": r["name"],
+            "aliases": [a["alias"] for a in aliases if a["target_id"] == r["scene_id"]],
+            "description": r["description"],
+        }
+        for r in rows
+    ]
 
 
 def resolve_time(expression: str) -> dict[str, Any]:
@@ -202,10 +291,17 @@ def resolve_time(expression: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) not in (1, 2) or argv[0] not in {"list_rooms", "find_devices", "get_device_state",
-                                                   "list_scenes", "resolve_time"}:
+    if len(argv) not in (1, 2) or argv[0] not in {
+        "list_rooms",
+        "find_devices",
+        "get_device_state",
+        "list_scenes",
+        "resolve_time",
+    }:
         raise SystemExit("usage: tools.py HELPER ['{json arguments}']")
-    print(json.dumps(globals()[argv[0]](**json.loads(argv[1] if len(argv) > 1 else "{}")), indent=2))
+    print(
+        json.dumps(globals()[argv[0]](**json.loads(argv[1] if len(argv) > 1 else "{}")), indent=2)
+    )
 
 
 if __name__ == "__main__":
