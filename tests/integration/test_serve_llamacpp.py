@@ -137,6 +137,20 @@ def test_tool_call(client):
     assert "kitchen" in arguments["device_id"]
 
 
+def test_tool_choice_required_and_named_force_a_call(client):
+    # chit-chat would normally get a text answer; a required call must still come back
+    required = tool_request(client, "hello, how are you today?", tool_choice="required")
+    assert required.choices[0].message.tool_calls, required.choices[0].message
+    named = tool_request(
+        client,
+        "hello, how are you today?",
+        tool_choice={"type": "function", "function": {"name": "set_brightness"}},
+    )
+    call = named.choices[0].message.tool_calls[0]
+    assert call.function.name == "set_brightness"
+    assert isinstance(json.loads(call.function.arguments), dict)
+
+
 def test_same_prefix_reuses_the_kv_cache(client):
     tool_request(client, "turn off the fan")
     response = tool_request(client, "set the bedroom light to 70 percent")

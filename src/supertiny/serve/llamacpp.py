@@ -34,6 +34,7 @@ the logits (different batch shapes), which at temperature > 0 may change a token
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import random
 import threading
@@ -106,6 +107,7 @@ class LlamaCppBackend:
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()
         template = self._llm.metadata.get("tokenizer.chat_template")
+        self._template = template or ""
         if not template:
             self._llm.close()
             raise ValueError(f"{path} has no tokenizer.chat_template in its metadata")
@@ -123,10 +125,16 @@ class LlamaCppBackend:
         with self._lock:
             self._check_open()
             prompt = self._prompt_ids(request.messages, request.tools)
+            opening = self._call_opening(request)
+            if opening:
+                prompt += self._llm.tokenize(opening.encode("utf-8"), add_bos=False, special=True)
+                if on_delta is not None:
+                    on_delta(opening, [])
             if len(prompt) >= self.n_ctx:
                 raise ContextLengthError(len(prompt), self.n_ctx)
             cached = min(self._cached_prefix(prompt), len(prompt) - 1)
             generation = self._generate(prompt, request.params, self._grammar(request), on_delta)
+            generation.text = opening + generation.text
             generation.cached_tokens = cached
             return generation
 
@@ -166,6 +174,24 @@ class LlamaCppBackend:
             return 0
         diff = np.flatnonzero(held[:n] != np.asarray(prompt[:n], dtype=held.dtype))
         return int(diff[0]) if diff.size else n
+
+    def _call_opening(self, request: ChatRequest) -> str:
+        """Text the answer is forced to start with when a call is required.
+
+        With `tool_choice` "required" (or a named function) and a chat template that uses
+        `<tool_call>` tags (Qwen2.5, Hermes), the assistant turn is pre-filled with the
+        opening tag (and, for a named function, the start of the call object): small models
+        otherwise sometimes end the turn at once or answer in prose. The model writes the
+        rest; the pre-filled text is part of the returned message but not of the counted or
+        log-prob'd completion tokens. Other templates get no pre-fill.
+        """
+        if not request.tools or request.tool_choice in ("auto", "none"):
+            return ""
+        if "<tool_call>" not in self._template:
+            return ""
+        if request.tool_choice == "required":
+            return "<tool_call>\n"
+        return '<tool_call>\n{"name": ' + json.dumps(request.tool_choice) + ', "arguments": '
 
     def _grammar(self, request: ChatRequest) -> Any | None:
         """Constrained-decoding seam; returns None (unconstrained) for now.

@@ -136,6 +136,7 @@ async def run_pipeline(
         completion = await client.chat(
             conversation,
             tools=tools,
+            tool_choice=None if task.spec.allow_plain_answer else "required",
             temperature=temperature,
             max_tokens=max_tokens,
             seed=None if seed is None else seed + step,
