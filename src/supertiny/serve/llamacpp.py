@@ -180,7 +180,7 @@ class LlamaCppBackend:
 
         With `tool_choice` "required" (or a named function) and a chat template that uses
         `<tool_call>` tags (Qwen2.5, Hermes), the assistant turn is pre-filled with the
-        opening tag (and, for a named function, the start of the call object): small models
+        opening tag (and, for a named function, the call object up to its arguments' opening brace): small models
         otherwise sometimes end the turn at once or answer in prose. The model writes the
         rest; the pre-filled text is part of the returned message but not of the counted or
         log-prob'd completion tokens. Other templates get no pre-fill.
@@ -191,7 +191,7 @@ class LlamaCppBackend:
             return ""
         if request.tool_choice == "required":
             return "<tool_call>\n"
-        return '<tool_call>\n{"name": ' + json.dumps(request.tool_choice) + ', "arguments": '
+        return '<tool_call>\n{"name": ' + json.dumps(request.tool_choice) + ', "arguments": {'
 
     def _grammar(self, request: ChatRequest) -> Any | None:
         """Constrained-decoding seam; returns None (unconstrained) for now.
