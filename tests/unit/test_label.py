@@ -268,3 +268,31 @@ def test_ctrl_c_keeps_records_and_rerun_continues(task, tmp_path):
 
 def _delayed(behaviour):
     return type(behaviour)(behaviour.status, behaviour.body, behaviour.headers, 0.3)
+
+
+def test_llm_judge_rejects_labels_it_grades_low(task, tmp_path):
+    def teacher_and_judge(body):
+        if not body.get("tools"):  # the judge prompt carries no tools
+            low = "Rome" in body["messages"][1]["content"]
+            return ok(
+                '{"score": %s, "reason": "%s"}' % ((0.2, "wrong city") if low else (0.9, "right"))
+            )
+        return rule_teacher(body)
+
+    with scripted_server(default=teacher_and_judge) as server:
+        conf = config(server.url, test_limit=0, quality__samples=1)
+        conf.quality.judge.enabled = True
+        label.run(task, conf, tmp_path / "run")
+    out = tmp_path / "run" / "label"
+    rejected = {r["id"]: r for r in read_jsonl(out / "rejected.jsonl")}
+    assert rejected["t2"]["reason_kind"] == "judge"
+    assert rejected["t2"]["reason"] == "judge score 0.20 < 0.5: wrong city"
+    labeled = {r["id"]: r for r in read_jsonl(out / "labeled.jsonl")}
+    assert labeled["t1"]["meta"]["judge"] == 0.9
+    judge_requests = [b for b in server.requests if not b.get("tools")]
+    assert (
+        len(judge_requests) == 5
+        and "Facts looked up" in judge_requests[0]["messages"][1]["content"]
+    )
+    report = json.loads((out / "label_report.json").read_text())
+    assert report["rejection_reasons"] == {"duplicate": 1, "judge": 1}
