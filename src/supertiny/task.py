@@ -201,6 +201,10 @@ class Task:
         """What the teacher sees: helper tools first, then the final tools."""
         return self.helper_tools + self.tools
 
+    def tools_for(self, record: dict[str, Any]) -> ToolList:
+        """The final tools a record is answered with: its own ``tools`` if it has them."""
+        return record.get("tools") or self.tools
+
     def is_final(self, name: str) -> bool:
         return name in self.final_names
 

@@ -68,7 +68,7 @@ class Labeler:
 
     async def samples(self, record: dict[str, Any]) -> list[quality.Sample]:
         q = self.conf.quality
-        tools = record.get("tools") or self.task.tools
+        tools = self.task.tools_for(record)
         drawn: list[quality.Sample] = []
         for index in range(q.samples):
             result = await run_pipeline(
@@ -135,7 +135,7 @@ class Labeler:
             score, reason, cost = await quality.judge(
                 self.judge_client,
                 j.rubric,
-                tools_or(record, self.task),
+                self.task.tools_for(record),
                 record["messages"],
                 label,
                 winner.result.trace,
@@ -159,10 +159,6 @@ class Labeler:
                 raise _Stop(str(exc)) from exc
             log.warning("input %s failed, will be retried on the next run: %s", record["id"], exc)
             return None
-
-
-def tools_or(record: dict[str, Any], task: Task) -> list[dict]:
-    return record.get("tools") or task.tools
 
 
 async def _run_all(
