@@ -219,11 +219,14 @@ class Run:
     def stage(self, stage: str) -> dict[str, Any] | None:
         return self.manifest()["stages"].get(stage)
 
-    def begin(self, stage: str, config: dict[str, Any], restart: bool = False) -> Path:
+    def begin(
+        self, stage: str, config: dict[str, Any], restart: bool = False, check: bool = True
+    ) -> Path:
         """Mark ``stage`` started; refuse to mix records made under a different config.
 
         Returns the stage directory. With ``restart`` the stage's previous records are moved
-        aside to ``<stage>.old-<time>/`` (never deleted).
+        aside to ``<stage>.old-<time>/`` (never deleted). ``check=False`` is for stages that
+        keep what is still valid themselves (the train stage compares each step's settings).
         """
         manifest = self.manifest()
         digest = config_hash(config)
@@ -232,7 +235,7 @@ class Run:
         if restart and stage_path.exists() and any(stage_path.iterdir()):
             stage_path.rename(self.root / f"{stage}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             previous = None
-        elif previous and previous.get("config_hash") != digest and stage_path.exists():
+        elif check and previous and previous.get("config_hash") != digest and stage_path.exists():
             changed = _changed_keys(previous.get("config", {}), config)
             raise RunError(
                 f"{self.root}: stage '{stage}' was run with a different config "

@@ -1,0 +1,183 @@
+"""Sample answers from a transformers model, and score a model on the gold test set.
+
+Used by rejection sampling, DPO pair mining and the evaluation after every step. Prompts
+are left-padded and generated in batches; answers are cut at the end-of-turn token and keep
+special tokens such as ``<tool_call>`` so the tool-call parser sees what the model wrote.
+
+    >>> texts = sample(model, tok, prompts, samples=4, temperature=0.8, max_new_tokens=96)
+    >>> summary = evaluate(model, tok, task, test_records, conf, log_path)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from supertiny.progress import bar
+from supertiny.runs import RecordLog, read_jsonl
+from supertiny.task import Task
+from supertiny.transfer.data import prompt_text
+
+
+def _cut(text: str, stops: list[str]) -> str:
+    for stop in stops:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text.strip()
+
+
+def sample(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    samples: int = 1,
+    temperature: float = 0.0,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    seed: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[str]]:
+    """``samples`` answers per prompt (greedy when ``temperature`` is 0)."""
+    import torch
+
+    model.eval()
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    stops = [t for t in (tokenizer.eos_token, tokenizer.pad_token) if t]
+    out: list[list[str]] = []
+    greedy = temperature <= 0
+    try:
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            torch.manual_seed(seed + start)
+            with torch.no_grad():
+                ids = model.generate(
+                    **enc,
+                    do_sample=not greedy,
+                    temperature=None if greedy else temperature,
+                    top_p=None,
+                    top_k=None,
+                    num_return_sequences=1 if greedy else samples,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+            new = ids[:, enc["input_ids"].shape[1] :]
+            texts = [_cut(t, stops) for t in tokenizer.batch_decode(new, skip_special_tokens=False)]
+            per = 1 if greedy else samples
+            for i in range(len(chunk)):
+                group = texts[i * per : (i + 1) * per]
+                out.append(group * samples if greedy else group)
+            if on_batch:
+                on_batch(len(chunk))
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def evaluate(
+    model,
+    tokenizer,
+    task: Task,
+    records: list[dict[str, Any]],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    log_path: Path,
+    title: str = "evaluate",
+) -> dict[str, Any]:
+    """Greedy answers on gold test records, scored by ``Task.evaluate``; resumable via ``log_path``.
+
+    Returns ``{"n", "exact", "valid", "similarity", "f1"}`` (rates in [0, 1]).
+    """
+    with RecordLog(log_path) as log:
+        todo = [r for r in records if r["id"] not in log]
+        with bar(len(todo), title) as advance:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                texts = sample(
+                    model,
+                    tokenizer,
+                    [prompt_text(tokenizer, task, r) for r in chunk],
+                    max_new_tokens=max_new_tokens,
+                    batch_size=batch_size,
+                )
+                for record, (text, *_) in zip(chunk, texts, strict=True):
+                    score = task.evaluate(text, record["gold"], task.tools_for(record))
+                    log.append(
+                        {
+                            "id": record["id"],
+                            "output": text,
+                            "exact": score.exact,
+                            "valid": score.valid,
+                            "similarity": score.similarity,
+                            "f1": score.f1,
+                            "reason": score.reason,
+                        }
+                    )
+                advance(len(chunk))
+    wanted = {r["id"] for r in records}
+    rows = [row for row in read_jsonl(log_path) if row["id"] in wanted]
+    return summarize(rows)
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(rows)
+    if not n:
+        return {"n": 0, "exact": None, "valid": None, "similarity": None, "f1": None}
+    return {
+        "n": n,
+        "exact": sum(r["exact"] for r in rows) / n,
+        "valid": sum(r["valid"] for r in rows) / n,
+        "similarity": sum(max(r["similarity"], 0.0) for r in rows) / n,
+        "f1": sum(r["f1"] for r in rows) / n,
+    }
+
+
+def sample_records(
+    model,
+    tokenizer,
+    task: Task,
+    records: list[dict[str, Any]],
+    *,
+    samples: int,
+    temperature: float,
+    max_new_tokens: int,
+    batch_size: int,
+    seed: int,
+    log_path: Path,
+    title: str,
+) -> dict[str, list[str]]:
+    """``samples`` answers per record, kept in ``log_path`` so an interrupted step resumes."""
+    with RecordLog(log_path) as log:
+        todo = [r for r in records if r["id"] not in log]
+        with bar(len(todo), title) as advance:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                texts = sample(
+                    model,
+                    tokenizer,
+                    [prompt_text(tokenizer, task, r) for r in chunk],
+                    samples=samples,
+                    temperature=temperature,
+                    max_new_tokens=max_new_tokens,
+                    batch_size=batch_size,
+                    seed=seed + start,
+                )
+                for record, group in zip(chunk, texts, strict=True):
+                    log.append({"id": record["id"], "samples": group})
+                advance(len(chunk))
+    wanted = {r["id"] for r in records}
+    return {row["id"]: row["samples"] for row in read_jsonl(log_path) if row["id"] in wanted}
+
+
+def as_label(calls: list[Any]) -> dict[str, Any]:
+    """Parsed ``ToolCall``s as a label ``{"tool_calls": [{name, arguments}], "content": None}``."""
+    return {
+        "tool_calls": [c.to_dict() for c in calls],
+        "content": None,
+    }

@@ -1,0 +1,237 @@
+"""Stage 2: knowledge transfer. Train the student on the label stage's artifacts.
+
+    supertiny train examples/smart_home/task.yaml --preset small
+
+Runs the configured curriculum (sft, rft, dpo, grpo, kd; any order, any repeats). Each step
+starts from the model the previous step saved, writes into ``RUN_DIR/train/NN-kind/``:
+
+    model/          merged weights + tokenizer (transformers format)
+    metrics.json    training metrics (loss, tokens/s, step-specific counts such as pass@k)
+    eval.jsonl      greedy answers on the gold test set with their scores
+
+and ``RUN_DIR/train/train_report.json`` puts the untrained student, every step and the
+teacher side by side on the same test records. A finished step is never run twice: the
+stage resumes at the first step whose settings (or predecessors) changed, and inside a step
+from the trainer's last checkpoint. Steps that changed are moved aside, never deleted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from supertiny.progress import console
+from supertiny.runs import Run, config_hash, iter_jsonl, write_json
+from supertiny.task import Task
+from supertiny.transfer import student as st
+from supertiny.transfer.data import load_labels, test_records
+from supertiny.transfer.sampling import evaluate
+from supertiny.transfer.train_config import TrainConfig
+from supertiny.transfer.trainers import StepContext
+
+STAGE = "train"
+
+# Explicit registry: step kind -> module with ``run(ctx, step) -> metrics``.
+STEPS: dict[str, str] = {
+    "sft": "supertiny.transfer.sft",
+    "rft": "supertiny.transfer.rft",
+    "dpo": "supertiny.transfer.dpo",
+    "grpo": "supertiny.transfer.grpo",
+    "kd": "supertiny.transfer.kd",
+}
+
+
+def step_name(index: int, kind: str) -> str:
+    return f"{index + 1:02d}-{kind}"
+
+
+def _step_hashes(conf: TrainConfig) -> list[str]:
+    """Hash of everything a step's result depends on: the base settings and all steps so far."""
+    base = conf.model_dump(mode="json", exclude={"steps", "eval"})
+    steps = [s.model_dump(mode="json") for s in conf.steps]
+    return [config_hash({"base": base, "steps": steps[: i + 1]}) for i in range(len(steps))]
+
+
+def _finished(step_dir: Path, digest: str) -> dict[str, Any] | None:
+    marker = step_dir / "step.json"
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    if info.get("hash") != digest or not (step_dir / "model" / "config.json").is_file():
+        return None
+    return info
+
+
+def _set_aside(train_dir: Path, keep: dict[str, str]) -> None:
+    """Move step folders aside unless their name and settings hash are in ``keep``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in sorted(train_dir.glob("[0-9][0-9]-*")):
+        if not path.is_dir() or "." in path.name:
+            continue
+        marker = path / "started.json"
+        digest = (
+            json.loads(marker.read_text(encoding="utf-8")).get("hash") if marker.is_file() else None
+        )
+        if keep.get(path.name) == digest:
+            continue
+        target = train_dir / f"{path.name}.old-{stamp}"
+        path.rename(target)
+        console.print(f"set aside {path} -> {target.name} (its settings changed)")
+
+
+def teacher_scores(label_dir: Path, ids: set[str]) -> dict[str, Any] | None:
+    """The teacher pipeline's scores on the same gold test records (from the label stage)."""
+    path = label_dir / "teacher_test.jsonl"
+    if not path.is_file():
+        return None
+    rows = [r for r in iter_jsonl(path) if r.get("id") in ids and "score" in r]
+    if not rows:
+        return None
+    n = len(rows)
+    return {
+        "n": n,
+        "exact": sum(bool(r["score"]["exact"]) for r in rows) / n,
+        "valid": sum(bool(r["score"]["valid"]) for r in rows) / n,
+        "similarity": sum(max(r["score"]["similarity"], 0.0) for r in rows) / n,
+        "f1": sum(r["score"]["f1"] for r in rows) / n,
+    }
+
+
+def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> dict[str, str]:
+    """Train the student through the curriculum; returns the stage's artifacts."""
+    run = Run(run_dir)
+    train_dir = run.begin(STAGE, conf.model_dump(mode="json"), restart=restart, check=False)
+    label_dir = run_dir / "label"
+    labels_path = Path(conf.labels) if conf.labels else label_dir / "labeled.jsonl"
+    labels = load_labels(labels_path, task)
+    tests = test_records(task, conf.eval.limit)
+    hashes = _step_hashes(conf)
+    names = [step_name(i, s.kind) for i, s in enumerate(conf.steps)]
+
+    done: list[dict[str, Any]] = []
+    for name, digest in zip(names, hashes, strict=True):
+        info = _finished(train_dir / name, digest)
+        if info is None:
+            break
+        done.append(info)
+    _set_aside(train_dir, dict(zip(names, hashes, strict=True)))
+    if done:
+        console.print(f"train: {len(done)} finished step(s) kept: {', '.join(names[: len(done)])}")
+
+    start_from = str(train_dir / names[len(done) - 1] / "model") if done else conf.student.model
+    model, tok = st.load(start_from, conf.student.device, conf.student.dtype)
+    st.check_tool_template(tok, start_from)
+    device = str(model.device.type)
+    report = _base_report(task, conf, labels, tests, label_dir)
+
+    if conf.eval.before and tests:
+        report["student_before"] = evaluate(
+            model,
+            tok,
+            task,
+            tests,
+            max_new_tokens=conf.eval.max_new_tokens,
+            batch_size=conf.eval.batch_size,
+            log_path=train_dir / "eval_before.jsonl",
+            title="evaluate: untrained student",
+        )
+    report["steps"] = [_report_step(info) for info in done]
+    write_json(train_dir / "train_report.json", _with_gains(report))
+
+    for index in range(len(done), len(conf.steps)):
+        step, name = conf.steps[index], names[index]
+        step_dir = train_dir / name
+        step_dir.mkdir(parents=True, exist_ok=True)
+        write_json(step_dir / "started.json", {"name": name, "hash": hashes[index]})
+        console.print(f"[bold]train step {name}[/]")
+        if conf.student.lora is not None:
+            model = st.add_lora(model, conf.student.lora)
+        ctx = StepContext(
+            task=task,
+            model=model,
+            tokenizer=tok,
+            labels=labels,
+            step_dir=step_dir,
+            label_dir=label_dir,
+            device=device,
+            dtype=model.dtype,
+            seed=conf.seed + index,
+        )
+        metrics = importlib.import_module(STEPS[step.kind]).run(ctx, step)
+        model = st.merged(ctx.model)
+        st.save(model, tok, step_dir / "model")
+        metrics["notes"] = ctx.notes
+        write_json(step_dir / "metrics.json", metrics)
+        result = (
+            evaluate(
+                model,
+                tok,
+                task,
+                tests,
+                max_new_tokens=conf.eval.max_new_tokens,
+                batch_size=conf.eval.batch_size,
+                log_path=step_dir / "eval.jsonl",
+                title=f"evaluate: after {name}",
+            )
+            if tests
+            else None
+        )
+        info = {
+            "name": name,
+            "kind": step.kind,
+            "hash": hashes[index],
+            "metrics": metrics,
+            "eval": result,
+        }
+        write_json(step_dir / "step.json", info)
+        report["steps"].append(_report_step(info))
+        write_json(train_dir / "train_report.json", _with_gains(report))
+
+    final = f"{STAGE}/{names[-1]}/model"
+    artifacts = {"model": final, "report": f"{STAGE}/train_report.json"}
+    run.finish(STAGE, artifacts, summary=_summary(report))
+    return artifacts
+
+
+def _base_report(task, conf, labels, tests, label_dir) -> dict[str, Any]:
+    return {
+        "task": task.name,
+        "student": conf.student.model,
+        "labels": len(labels),
+        "test_n": len(tests),
+        "teacher": teacher_scores(label_dir, {r["id"] for r in tests}),
+        "student_before": None,
+    }
+
+
+def _report_step(info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": info["name"],
+        "kind": info["kind"],
+        "metrics": info["metrics"],
+        "eval": info["eval"],
+    }
+
+
+def _with_gains(report: dict[str, Any]) -> dict[str, Any]:
+    """Add each step's exact-match gain over the model before it."""
+    previous = (report.get("student_before") or {}).get("exact")
+    for step in report["steps"]:
+        exact = (step.get("eval") or {}).get("exact")
+        step["gain_exact"] = (
+            None if exact is None or previous is None else round(exact - previous, 4)
+        )
+        previous = exact if exact is not None else previous
+    return report
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    last = report["steps"][-1]["eval"] if report["steps"] else None
+    return {
+        "student_before_exact": (report.get("student_before") or {}).get("exact"),
+        "student_after_exact": (last or {}).get("exact"),
+        "teacher_exact": (report.get("teacher") or {}).get("exact"),
+    }
