@@ -2,6 +2,7 @@
 
     supertiny --help
     supertiny label examples/smart_home/task.yaml --preset quick
+    supertiny train examples/smart_home/task.yaml --preset small
     supertiny serve --model student --port 8000
     supertiny models
 
@@ -151,6 +152,92 @@ def _add_label(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the student on the teacher's labels: a curriculum of sft, rft, dpo, grpo and kd.
+
+    Reads RUN_DIR/label/labeled.jsonl (and preferences.jsonl for dpo), writes each step's
+    model, metrics and test-set answers into RUN_DIR/train/NN-kind/, and
+    RUN_DIR/train/train_report.json with the untrained student, every step and the teacher
+    side by side. Re-running the same command resumes: finished steps are kept, a step in
+    progress continues from its last checkpoint; changing a step re-runs it and the steps
+    after it (their old folders are set aside, not deleted). Needs `pip install
+    'supertiny[train]'`.
+    """
+    from supertiny.task import Task
+    from supertiny.transfer import train
+    from supertiny.transfer.train_config import load_config
+
+    task = Task.load(args.task)
+    overrides = parse_overrides(args.set or [])
+    if args.student:
+        overrides = {
+            **overrides,
+            "student": {**overrides.get("student", {}), "model": args.student},
+        }
+    conf = load_config(args.config, args.preset, overrides)
+    run_dir = Path(args.run_dir or Path("runs") / task.name)
+    artifacts = train.run(task, conf, run_dir, restart=args.restart)
+    _print_train_summary(run_dir / artifacts["report"], run_dir / artifacts["model"])
+    return 0
+
+
+def _print_train_summary(report_path: Path, model_path: Path) -> None:
+    import json
+
+    from rich.table import Table
+
+    report = json.loads(report_path.read_text())
+    table = Table(title=f"train: {report['task']} ({report['test_n']} gold test records)")
+    for column in ("model", "exact", "valid", "similarity", "gain", "tokens/s"):
+        table.add_column(column)
+
+    def row(name, ev, gain="", speed=""):
+        ev = ev or {}
+        table.add_row(
+            name,
+            _pct(ev.get("exact")),
+            _pct(ev.get("valid")),
+            _pct(ev.get("similarity")),
+            gain,
+            speed,
+        )
+
+    row("teacher pipeline", report.get("teacher"))
+    row("student, untrained", report.get("student_before"))
+    for step in report["steps"]:
+        gain = step.get("gain_exact")
+        speed = step["metrics"].get("tokens_per_s")
+        row(
+            step["name"],
+            step.get("eval"),
+            "" if gain is None else f"{gain:+.1%}",
+            "" if speed is None else f"{speed:,.0f}",
+        )
+    console.print(table)
+    console.print(f"model: {model_path}")
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", help="task YAML file, e.g. examples/smart_home/task.yaml")
+    parser.add_argument("--config", help="train config YAML (keys: student, steps, eval, ...)")
+    parser.add_argument("--preset", help="start from a preset: quick | small | full")
+    parser.add_argument("--run-dir", help="run directory (default: runs/<task name>)")
+    parser.add_argument(
+        "--student", help="student model: bundled alias, GGUF file or model directory"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set eval.limit=40 (repeatable)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="set the stage's earlier steps aside (renamed, not deleted) and start over",
+    )
+
+
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     from supertiny.serve.server import add_arguments
 
@@ -167,6 +254,7 @@ VERBS: dict[
     str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 ] = {
     "label": (cmd_label, _add_label),
+    "train": (cmd_train, _add_train),
     "serve": (cmd_serve, _add_serve),
     "models": (cmd_models, _add_models),
 }
@@ -199,6 +287,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from supertiny.task import ToolError
     from supertiny.teacher.client import TeacherError
     from supertiny.teacher.label import LabelStopped
+    from supertiny.transfer.data import DataError
+    from supertiny.transfer.student import StudentError
+    from supertiny.transfer.trainers import TrainingError
 
     errors: list[type[BaseException]] = [
         ConfigError,
@@ -207,6 +298,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         TeacherError,
         ToolError,
         LabelStopped,
+        DataError,
+        StudentError,
+        TrainingError,
     ]
     try:
         from supertiny.serve.process import ServerStartError

@@ -48,9 +48,10 @@ def step_name(index: int, kind: str) -> str:
     return f"{index + 1:02d}-{kind}"
 
 
-def _step_hashes(conf: TrainConfig) -> list[str]:
-    """Hash of everything a step's result depends on: the base settings and all steps so far."""
+def _step_hashes(conf: TrainConfig, labels: list[dict[str, Any]]) -> list[str]:
+    """Hash of everything a step's result depends on: settings, data and all steps so far."""
     base = conf.model_dump(mode="json", exclude={"steps", "eval"})
+    base["data"] = config_hash({r["id"]: r["label"] for r in labels})
     steps = [s.model_dump(mode="json") for s in conf.steps]
     return [config_hash({"base": base, "steps": steps[: i + 1]}) for i in range(len(steps))]
 
@@ -100,15 +101,31 @@ def teacher_scores(label_dir: Path, ids: set[str]) -> dict[str, Any] | None:
     }
 
 
+def require_extra() -> None:
+    """Fail early, with the install command, when the training libraries are missing."""
+    import importlib.util
+
+    missing = [
+        name
+        for name in ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise st.StudentError(
+            f"training needs {', '.join(missing)}: pip install 'supertiny[train]'"
+        )
+
+
 def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> dict[str, str]:
     """Train the student through the curriculum; returns the stage's artifacts."""
+    require_extra()
     run = Run(run_dir)
     train_dir = run.begin(STAGE, conf.model_dump(mode="json"), restart=restart, check=False)
     label_dir = run_dir / "label"
     labels_path = Path(conf.labels) if conf.labels else label_dir / "labeled.jsonl"
     labels = load_labels(labels_path, task)
     tests = test_records(task, conf.eval.limit)
-    hashes = _step_hashes(conf)
+    hashes = _step_hashes(conf, labels)
     names = [step_name(i, s.kind) for i, s in enumerate(conf.steps)]
 
     done: list[dict[str, Any]] = []
