@@ -67,6 +67,7 @@ def trainer_kwargs(ctx: StepContext, step: Any) -> dict[str, Any]:
         "use_cpu": ctx.device == "cpu",
         "dataloader_pin_memory": ctx.device == "cuda",
         "remove_unused_columns": False,
+        "logging_nan_inf_filter": False,  # NaN must reach NanGuard, not be averaged away
     }
 
 

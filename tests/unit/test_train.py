@@ -1,0 +1,349 @@
+"""The train stage on tiny random models: every step, resume, the report, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.tiny_models import tiny_student  # noqa: E402
+
+from supertiny.cli import main  # noqa: E402
+from supertiny.config import ConfigError  # noqa: E402
+from supertiny.task import Task  # noqa: E402
+from supertiny.transfer import data, train  # noqa: E402
+from supertiny.transfer import student as st  # noqa: E402
+from supertiny.transfer.kd import _align, endpoint_topk  # noqa: E402
+from supertiny.transfer.train_config import load_config  # noqa: E402
+from supertiny.transfer.trainers import StepContext, TrainingError  # noqa: E402
+
+TASK = Path("tests/assets/tiny_task/task.yaml")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "student": tiny_student(root / "student", seed=0),
+        "teacher": tiny_student(root / "teacher", seed=1),
+        "other_vocab": tiny_student(root / "other", seed=2, vocab_size=300),
+    }
+
+
+@pytest.fixture
+def task():
+    return Task.load(TASK)
+
+
+def labeled(task) -> list[dict]:
+    return [dict(r, label=r["gold"]) for r in task.records("unlabeled")]
+
+
+@pytest.fixture
+def run_dir(tmp_path, task):
+    label = tmp_path / "run" / "label"
+    label.mkdir(parents=True)
+    records = labeled(task)
+    (label / "labeled.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    wrong = {"tool_calls": [{"name": "book_table", "arguments": {"city_id": "xxx", "people": 9}}]}
+    pair = {"id": "t1-p0", "source_id": "t1", "chosen": records[0]["label"], "rejected": wrong}
+    (label / "preferences.jsonl").write_text(json.dumps(pair) + "\n")
+    return tmp_path / "run"
+
+
+def conf(models, steps, **extra):
+    data = {"student": {"model": str(models["student"])}, "steps": steps}
+    data["eval"] = {"max_new_tokens": 24}
+    data.update(extra)
+    return load_config(None, overrides=data)
+
+
+def report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "train" / "train_report.json").read_text())
+
+
+# ----- the student's data format -------------------------------------------------------------
+
+
+def test_encode_masks_the_prompt_and_keeps_the_call(models, task):
+    tok = st.load_tokenizer(str(models["student"]))
+    record = labeled(task)[0]
+    example = data.encode(tok, task, record, record["label"], max_length=512)
+    answer = [
+        t for t, lab in zip(example["input_ids"], example["labels"], strict=True) if lab != -100
+    ]
+    text = tok.decode(answer)
+    assert text.startswith("<tool_call>") and text.endswith("<|im_end|>")
+    assert '"city_id": "par"' in text and '"people": 4' in text
+    prompt = tok.decode(example["input_ids"][: len(example["input_ids"]) - len(answer)])
+    assert "Book the table." in prompt and "table for 4 in Paris" in prompt
+    assert "<tools>" in prompt  # the tiny task keeps tools_in_prompt: true
+    assert data.encode(tok, task, record, record["label"], max_length=10) is None
+
+
+def test_short_prompt_without_tools(models, task):
+    tok = st.load_tokenizer(str(models["student"]))
+    task.spec.student.tools_in_prompt = False
+    assert "<tools>" not in data.prompt_text(tok, task, labeled(task)[0])
+
+
+def test_empty_or_all_rejected_labels_are_clear_errors(tmp_path, task):
+    with pytest.raises(data.DataError, match="supertiny label"):
+        data.load_labels(tmp_path / "labeled.jsonl", task)
+    (tmp_path / "labeled.jsonl").write_text("")
+    (tmp_path / "rejected.jsonl").write_text('{"id": "t1"}\n')
+    with pytest.raises(data.DataError, match="every input was rejected"):
+        data.load_labels(tmp_path / "labeled.jsonl", task)
+
+
+# ----- every step ----------------------------------------------------------------------------
+
+
+def test_sft_learns_and_the_report_has_every_column(models, task, run_dir):
+    steps = [{"kind": "sft", "epochs": 8, "learning_rate": 3e-3, "batch_size": 2}]
+    full = {"model": str(models["student"]), "lora": None}  # full fine-tuning
+    artifacts = train.run(task, conf(models, steps, student=full), run_dir)
+    step_dir = run_dir / "train" / "01-sft"
+    assert (run_dir / artifacts["model"]) == step_dir / "model"
+    assert (step_dir / "model" / "config.json").is_file()
+    metrics = json.loads((step_dir / "metrics.json").read_text())
+    assert metrics["loss_last"] < 0.6 * metrics["loss_first"]
+    assert metrics["tokens_per_s"] > 0 and metrics["examples"] == 6
+    rep = report(run_dir)
+    assert rep["student_before"]["n"] == 3 and rep["steps"][0]["eval"]["n"] == 3
+    assert "gain_exact" in rep["steps"][0]
+    assert len((step_dir / "eval.jsonl").read_text().splitlines()) == 3
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["train"]["status"] == "finished"
+    # LoRA was merged: the saved model is a plain transformers model
+    assert not list((step_dir / "model").glob("adapter_*"))
+
+
+def test_rft_reports_pass_at_k(models, task, run_dir):
+    steps = [{"kind": "rft", "samples": 3, "max_new_tokens": 24, "epochs": 1}]
+    train.run(task, conf(models, steps), run_dir)
+    metrics = json.loads((run_dir / "train" / "01-rft" / "metrics.json").read_text())
+    assert 0 <= metrics["pass_at_k"] <= 1 and 0 <= metrics["pass_at_1"] <= metrics["pass_at_k"]
+    assert metrics["kept_student"] + metrics["kept_teacher"] == metrics["examples"]
+    samples = (run_dir / "train" / "01-rft" / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 6 and all(len(json.loads(s)["samples"]) == 3 for s in samples)
+
+
+def test_rft_keeps_correct_samples(models, task):
+    from supertiny.transfer.rft import correct_samples
+
+    record = labeled(task)[0]
+    ctx = StepContext(task, None, None, [record], Path("."), Path("."), "cpu", torch.float32)
+    right = '<tool_call>\n{"name": "book_table", "arguments": {"people": 4, "city_id": "par"}}\n</tool_call>'
+    wrong = right.replace("par", "rom")
+    kept = correct_samples(ctx, record, [wrong, right, right], min_reward=1.0)
+    assert kept == [
+        {
+            "tool_calls": [{"name": "book_table", "arguments": {"people": 4, "city_id": "par"}}],
+            "content": None,
+        }
+    ]
+    assert correct_samples(ctx, record, [wrong], min_reward=1.0) == []
+    assert correct_samples(ctx, record, [wrong], min_reward=0.4)  # similarity 0.5
+
+
+def test_dpo_uses_label_pairs_and_mined_pairs(models, task, run_dir):
+    steps = [{"kind": "dpo", "samples": 2, "max_new_tokens": 24, "batch_size": 2}]
+    train.run(task, conf(models, steps), run_dir)
+    metrics = json.loads((run_dir / "train" / "01-dpo" / "metrics.json").read_text())
+    assert metrics["pairs_from_labels"] == 1
+    assert metrics["pairs_mined"] > 0  # an untrained model is wrong
+    assert metrics["reward_accuracy_last"] is not None
+
+
+def test_grpo_with_the_similarity_reward(models, task, run_dir):
+    steps = [
+        {"kind": "grpo", "samples": 2, "max_new_tokens": 16, "batch_size": 2, "max_examples": 4}
+    ]
+    train.run(task, conf(models, steps), run_dir)
+    metrics = json.loads((run_dir / "train" / "01-grpo" / "metrics.json").read_text())
+    assert metrics["group_size"] == 2 and metrics["prompts"] == 4
+    assert -1 <= metrics["reward_last"] <= 1
+
+
+def test_grpo_reward_function_calls_the_task(task):
+    from supertiny.transfer.grpo import reward_function
+
+    record = labeled(task)[0]
+    ctx = StepContext(task, None, None, [record], Path("."), Path("."), "cpu", torch.float32)
+    fn = reward_function(ctx, None)
+    right = '{"name": "book_table", "arguments": {"city_id": "par", "people": 4}}'
+    ref = json.dumps(record["label"])
+    scores = fn(
+        ["p"] * 3, [right, right.replace("par", "rom"), "not a call {"], [ref] * 3, [""] * 3
+    )
+    assert scores[0] == 1.0 and 0 < scores[1] < 1 and scores[2] <= 0
+    assert reward_function(ctx, "exact")(["p"], [right.replace("par", "rom")], [ref], [""]) == [0.0]
+
+
+@pytest.mark.parametrize(
+    "kd",
+    [
+        {"loss": "ckd", "top_k": 20, "top_m": 10},
+        {"loss": "forward_kl"},
+        {"loss": "reverse_kl", "teacher_cache": False},
+        {"loss": "jsd", "beta": 0.3, "teacher_cache": False},
+    ],
+)
+def test_kd_with_a_local_teacher(models, task, run_dir, kd):
+    steps = [{"kind": "kd", "teacher": str(models["teacher"]), "epochs": 2, **kd}]
+    train.run(task, conf(models, steps), run_dir)
+    step_dir = run_dir / "train" / "01-kd"
+    metrics = json.loads((step_dir / "metrics.json").read_text())
+    assert metrics["loss_kind"] == kd["loss"] and metrics["kd_last"] is not None
+    assert (step_dir / "teacher_topk.pt").is_file() == kd.get("teacher_cache", True)
+
+
+def test_kd_refuses_a_teacher_with_another_vocabulary(models, task, run_dir):
+    steps = [{"kind": "kd", "teacher": str(models["other_vocab"])}]
+    with pytest.raises(st.StudentError, match=r"vocabulary mismatch.*400.*300"):
+        train.run(task, conf(models, steps), run_dir)
+
+
+def test_endpoint_logprobs_align_with_the_student_answer(models, task, run_dir):
+    tok = st.load_tokenizer(str(models["student"]))
+    records = labeled(task)
+    examples, _ = data.encode_all(tok, task, [(r, r["label"]) for r in records], 512)
+    ex = examples[0]
+    start = ex["labels"].index(next(t for t in ex["labels"] if t != -100))
+    answer = [tok.decode([t]) for t in ex["input_ids"][start:]]
+    # the endpoint pre-filled <tool_call>, and its last token (end of turn) was not returned
+    content = [
+        {
+            "token": t,
+            "logprob": -0.1,
+            "top_logprobs": [{"token": t, "logprob": -0.1}, {"token": "zz", "logprob": -3.0}],
+        }
+        for t in answer[1:-1]
+    ]
+    records[0]["meta"] = {"logprobs": content}
+    ctx = StepContext(task, None, tok, records, run_dir, run_dir / "label", "cpu", torch.float32)
+    aligned = endpoint_topk(ctx, examples, {r["id"]: r for r in records}, k=4)
+    assert aligned == 1 and "t_ids" in ex and "t_ids" not in examples[1]
+    assert ex["t_ids"].shape == (len(answer), 4)
+    assert ex["t_ids"][1, 0] == ex["input_ids"][start + 1]  # row j predicts answer token j
+    assert torch.isinf(ex["t_logprobs"][0]).all()  # the pre-filled token has no teacher row
+
+
+def test_align():
+    assert _align(["a", "b"], ["a", "b", "<end>"]) == 0
+    assert _align(["b", "c"], ["<tc>", "b", "c", "<end>"]) == 1
+    assert _align(["x"], ["a", "b", "c", "d"]) is None
+    assert _align([], ["a"]) is None
+
+
+def test_kd_from_endpoint_without_logprobs_falls_back_with_a_warning(models, task, run_dir):
+    steps = [{"kind": "kd", "teacher": "endpoint", "top_k": 5}]
+    train.run(task, conf(models, steps), run_dir)
+    metrics = json.loads((run_dir / "train" / "01-kd" / "metrics.json").read_text())
+    assert metrics["aligned"] == 0
+    assert any("sequence-level KD" in note for note in metrics["notes"])
+
+
+# ----- resume ------------------------------------------------------------------------------
+
+
+def test_finished_steps_are_kept_and_changed_ones_set_aside(models, task, run_dir):
+    sft = {"kind": "sft", "epochs": 1}
+    train.run(task, conf(models, [sft]), run_dir)
+    weights = run_dir / "train" / "01-sft" / "model" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    train.run(
+        task, conf(models, [sft, {"kind": "sft", "epochs": 1, "learning_rate": 1e-3}]), run_dir
+    )
+    assert weights.stat().st_mtime_ns == stamp  # step 1 was not run again
+    assert (run_dir / "train" / "02-sft" / "model").is_dir()
+    assert len(report(run_dir)["steps"]) == 2
+    train.run(task, conf(models, [{**sft, "learning_rate": 5e-4}]), run_dir)
+    aside = sorted(p.name for p in (run_dir / "train").iterdir() if ".old-" in p.name)
+    assert [a.split(".")[0] for a in aside] == ["01-sft", "02-sft"]
+    assert weights.stat().st_mtime_ns != stamp
+
+
+def test_new_labels_retrain(models, task, run_dir):
+    sft = {"kind": "sft", "epochs": 1}
+    train.run(task, conf(models, [sft]), run_dir)
+    labels = run_dir / "label" / "labeled.jsonl"
+    labels.write_text("".join(labels.read_text().splitlines(keepends=True)[:3]))
+    train.run(task, conf(models, [sft]), run_dir)
+    assert json.loads((run_dir / "train" / "01-sft" / "metrics.json").read_text())["examples"] == 3
+
+
+# ----- bad input ---------------------------------------------------------------------------
+
+
+def test_nan_loss_stops_with_a_clear_error(models, task, run_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(models["student"], broken)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(broken)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    steps = [{"kind": "sft"}]
+    bad = conf(models, steps, eval={"before": False})
+    bad.student.model = str(broken)
+    with pytest.raises(TrainingError, match="loss became nan"):
+        train.run(task, bad, run_dir)
+
+
+def test_unknown_lora_target_names_the_real_modules(models, task, run_dir):
+    bad = conf(
+        models,
+        [{"kind": "sft"}],
+        student={"model": str(models["student"]), "lora": {"target_modules": ["qkv"]}},
+    )
+    with pytest.raises(ConfigError, match=r"qkv.*q_proj"):
+        train.run(task, bad, run_dir)
+
+
+def test_template_without_tool_calls_is_refused(models, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(models["student"], plain)
+    tok = st.load_tokenizer(str(plain))
+    tok.chat_template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    with pytest.raises(st.StudentError, match="does not render tool calls"):
+        st.check_tool_template(tok, str(plain))
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("steps:\n  - {kind: sft, epoch: 2}\n")
+    with pytest.raises(ConfigError, match=r"train.yaml: steps\[0\].*epoch.*did you mean 'epochs'"):
+        load_config(path)
+    path.write_text("steps:\n  - {kind: distill}\n")
+    with pytest.raises(ConfigError, match="sft.*kd"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_config(None, "huge")
+
+
+def test_cli_train_and_its_errors(models, run_dir, capsys):
+    args = [
+        "train",
+        str(TASK),
+        "--run-dir",
+        str(run_dir),
+        "--preset",
+        "quick",
+        "--student",
+        str(models["student"]),
+        "--set",
+        "eval.max_new_tokens=16",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert "student, untrained" in out.out + out.err and "01-sft" in out.out + out.err
+    (run_dir / "label" / "labeled.jsonl").unlink()
+    assert main(args) == 2
+    assert "supertiny label" in capsys.readouterr().err
