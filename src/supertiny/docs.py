@@ -1,6 +1,6 @@
 """Generate the reference pages in docs/ from the typed configs, so they cannot drift.
 
-python -m supertiny.docs            # rewrites docs/task.md and docs/label.md
+python -m supertiny.docs            # rewrites docs/task.md, docs/label.md, docs/train.md
 python -m supertiny.docs --check    # exits 1 if a page is out of date (run by the tests)
 """
 
@@ -20,6 +20,8 @@ from supertiny.config import Section
 def _type_name(annotation: typing.Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     text = text or str(annotation).replace("typing.", "")
+    if "Annotated[" in text and "discriminator='kind'" in text:
+        return "list of steps (see Steps)"
     return text.replace("NoneType", "null").replace("dict[str, Any]", "mapping")
 
 
@@ -61,27 +63,60 @@ def table(model: type[Section]) -> str:
     return "\n".join(lines)
 
 
+def _stage_page(
+    title: str, doc: str | None, presets: dict, config: type[Section], extra: str = ""
+) -> str:
+    """A stage's page: its module docstring, its presets and every config key."""
+    listed = "\n".join(
+        f"- `{name}`: `{value or 'the defaults (all data)'}`" for name, value in presets.items()
+    )
+    return (
+        f"# {title}\n\n```\n"
+        + (doc or "").strip()
+        + "\n```\n\n## Presets\n\n"
+        + listed
+        + "\n\n## Keys\n\nGiven with `--config FILE`, `--preset NAME` and `--set KEY=VALUE` "
+        "(applied in that order: preset, file, overrides).\n\n"
+        + table(config)
+        + "\n"
+        + extra
+    )
+
+
+def _step_tables() -> str:
+    from supertiny.transfer import train_config as tc
+
+    parts = ["\n## Steps\n\nEach entry of `steps` has a `kind` and that kind's keys.\n"]
+    for cls in (tc.SftStep, tc.RftStep, tc.DpoStep, tc.GrpoStep, tc.KdStep):
+        kind = cls.model_fields["kind"].default
+        doc = (sys.modules[f"supertiny.transfer.{kind}"].__doc__ or "").strip().split("\n\n")[0]
+        parts.append(f"### `{kind}`\n\n{doc}\n\n{table(cls)}\n")
+    return "\n".join(parts)
+
+
 def pages() -> dict[str, str]:
+    import supertiny.transfer.dpo
+    import supertiny.transfer.grpo
+    import supertiny.transfer.kd
+    import supertiny.transfer.rft
+    import supertiny.transfer.sft  # noqa: F401 - their docstrings go into train.md
     from supertiny.task import TaskSpec
     from supertiny.teacher import label
-
-    label_doc = (label.__doc__ or "").strip()
-    presets = "\n".join(
-        f"- `{name}`: `{value or 'the defaults (all data)'}`"
-        for name, value in label.PRESETS.items()
-    )
+    from supertiny.transfer import train, train_config
     return {
         "task.md": "# The task file\n\n"
         + (sys.modules["supertiny.task"].__doc__ or "").strip()
         + "\n\n## Keys\n\nPaths are relative to the task file.\n\n"
         + table(TaskSpec)
         + "\n",
-        "label.md": "# Stage 1: label\n\n```\n"
-        + label_doc
-        + "\n```\n\n## Presets\n\n"
-        + presets
-        + "\n\n## Keys\n\nGiven with `--config FILE`, `--preset NAME` and `--set KEY=VALUE` "
-        "(applied in that order: preset, file, overrides).\n\n" + table(label.LabelConfig) + "\n",
+        "label.md": _stage_page("Stage 1: label", label.__doc__, label.PRESETS, label.LabelConfig),
+        "train.md": _stage_page(
+            "Stage 2: train",
+            train.__doc__,
+            train_config.PRESETS,
+            train_config.TrainConfig,
+            _step_tables(),
+        ),
     }
 
 

@@ -79,11 +79,11 @@ class Sampling(cfg.Section):
 
 
 class SftStep(Optim):
-    kind: Literal["sft"] = "sft"
+    kind: Literal["sft"] = Field("sft", description="Step type.")
 
 
 class RftStep(Optim, Sampling):
-    kind: Literal["rft"] = "rft"
+    kind: Literal["rft"] = Field("rft", description="Step type.")
     min_reward: float = Field(
         1.0,
         ge=-1,
@@ -99,7 +99,7 @@ class RftStep(Optim, Sampling):
 
 
 class DpoStep(Optim, Sampling):
-    kind: Literal["dpo"] = "dpo"
+    kind: Literal["dpo"] = Field("dpo", description="Step type.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate.")
     beta: float = Field(0.1, gt=0, description="DPO temperature: how far from the reference model.")
     label_pairs: bool = Field(
@@ -113,7 +113,7 @@ class DpoStep(Optim, Sampling):
 
 
 class GrpoStep(Optim, Sampling):
-    kind: Literal["grpo"] = "grpo"
+    kind: Literal["grpo"] = Field("grpo", description="Step type.")
     learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate.")
     samples: int = Field(4, ge=2, le=64, description="Group size: completions per prompt.")
     temperature: float = Field(1.0, gt=0, le=2, description="Sampling temperature.")
@@ -124,7 +124,7 @@ class GrpoStep(Optim, Sampling):
 
 
 class KdStep(Optim):
-    kind: Literal["kd"] = "kd"
+    kind: Literal["kd"] = Field("kd", description="Step type.")
     loss: Literal[KD_LOSSES] = Field(
         "forward_kl", description="Divergence: " + ", ".join(KD_LOSSES) + "."
     )  # type: ignore[valid-type]
