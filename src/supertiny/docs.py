@@ -76,10 +76,7 @@ def _stage_page(
         + "\n```\n\n## Presets\n\n"
         + listed
         + "\n\n## Keys\n\nGiven with `--config FILE`, `--preset NAME` and `--set KEY=VALUE` "
-        "(applied in that order: preset, file, overrides).\n\n"
-        + table(config)
-        + "\n"
-        + extra
+        "(applied in that order: preset, file, overrides).\n\n" + table(config) + "\n" + extra
     )
 
 
@@ -103,6 +100,7 @@ def pages() -> dict[str, str]:
     from supertiny.task import TaskSpec
     from supertiny.teacher import label
     from supertiny.transfer import train, train_config
+
     return {
         "task.md": "# The task file\n\n"
         + (sys.modules["supertiny.task"].__doc__ or "").strip()

@@ -134,21 +134,22 @@ def test_rft_reports_pass_at_k(models, task, run_dir):
 
 
 def test_rft_keeps_correct_samples(models, task):
-    from supertiny.transfer.rft import correct_samples
+    from supertiny.transfer.rft import judge_samples
 
     record = labeled(task)[0]
     ctx = StepContext(task, None, None, [record], Path("."), Path("."), "cpu", torch.float32)
     right = '<tool_call>\n{"name": "book_table", "arguments": {"people": 4, "city_id": "par"}}\n</tool_call>'
     wrong = right.replace("par", "rom")
-    kept = correct_samples(ctx, record, [wrong, right, right], min_reward=1.0)
+    kept, exact = judge_samples(ctx, record, [wrong, right, right], min_reward=1.0)
+    assert exact == 2
     assert kept == [
         {
             "tool_calls": [{"name": "book_table", "arguments": {"people": 4, "city_id": "par"}}],
             "content": None,
         }
     ]
-    assert correct_samples(ctx, record, [wrong], min_reward=1.0) == []
-    assert correct_samples(ctx, record, [wrong], min_reward=0.4)  # similarity 0.5
+    assert judge_samples(ctx, record, [wrong], min_reward=1.0) == ([], 0)
+    assert judge_samples(ctx, record, [wrong], min_reward=0.4)[0]  # similarity 0.5
 
 
 def test_dpo_uses_label_pairs_and_mined_pairs(models, task, run_dir):
@@ -158,6 +159,7 @@ def test_dpo_uses_label_pairs_and_mined_pairs(models, task, run_dir):
     assert metrics["pairs_from_labels"] == 1
     assert metrics["pairs_mined"] > 0  # an untrained model is wrong
     assert metrics["reward_accuracy_last"] is not None
+    assert metrics["tokens"] > 0 and metrics["tokens_per_s"] > 0  # TRL's own token count
 
 
 def test_grpo_with_the_similarity_reward(models, task, run_dir):

@@ -17,14 +17,17 @@ from supertiny.transfer.sft import fine_tune
 from supertiny.transfer.trainers import StepContext, TrainingError
 
 
-def correct_samples(
+def judge_samples(
     ctx: StepContext, record: dict[str, Any], texts: list[str], min_reward: float
-) -> list[dict[str, Any]]:
-    """Distinct correct samples of one input, as labels (canonical calls, no stray text)."""
+) -> tuple[list[dict[str, Any]], int]:
+    """Distinct correct samples of one input as labels (canonical calls, no stray text), and
+    how many of the samples were an exact match."""
     tools = ctx.task.tools_for(record)
     kept: dict[str, dict[str, Any]] = {}
+    exact = 0
     for text in texts:
         score = ctx.task.evaluate(text, record["label"], tools)
+        exact += score.exact
         good = score.exact or (
             min_reward < 1
             and score.valid
@@ -32,7 +35,7 @@ def correct_samples(
         )
         if good and score.calls:
             kept.setdefault(canonical_key(score.calls, tools), as_label(score.calls))
-    return list(kept.values())
+    return list(kept.values()), exact
 
 
 def run(ctx: StepContext, step: Any) -> dict[str, Any]:
@@ -53,10 +56,7 @@ def run(ctx: StepContext, step: Any) -> dict[str, Any]:
     pairs, solved, correct_total, fallback = [], 0, 0, 0
     for record in records:
         texts = samples[record["id"]]
-        correct = correct_samples(ctx, record, texts, step.min_reward)
-        exact = sum(
-            ctx.task.evaluate(t, record["label"], ctx.task.tools_for(record)).exact for t in texts
-        )
+        correct, exact = judge_samples(ctx, record, texts, step.min_reward)
         correct_total += exact
         if correct:
             solved += 1

@@ -176,6 +176,7 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
             device=device,
             dtype=model.dtype,
             seed=conf.seed + index,
+            gradient_checkpointing=conf.student.gradient_checkpointing,
         )
         metrics = importlib.import_module(STEPS[step.kind]).run(ctx, step)
         model = st.merged(ctx.model)

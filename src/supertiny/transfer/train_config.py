@@ -8,7 +8,7 @@ in order, each starting from the model the previous one wrote:
       - {kind: sft, epochs: 2}
       - {kind: rft, samples: 4}
       - {kind: kd, loss: ckd, teacher: teacher}
-      - {kind: grpo, group_size: 4, beta: 0.04}
+      - {kind: grpo, samples: 4, beta: 0.04}
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ class StudentConfig(cfg.Section):
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; auto is float32 on CPU, bfloat16 on a GPU that has it."
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: less memory, about a third slower.",
     )
     lora: LoraConfig | None = Field(
         default_factory=LoraConfig,

@@ -34,6 +34,7 @@ class StepContext:
     device: str
     dtype: Any
     seed: int = 0
+    gradient_checkpointing: bool = False
     notes: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
@@ -67,7 +68,9 @@ def trainer_kwargs(ctx: StepContext, step: Any) -> dict[str, Any]:
         "use_cpu": ctx.device == "cpu",
         "dataloader_pin_memory": ctx.device == "cuda",
         "remove_unused_columns": False,
-        "logging_nan_inf_filter": False,  # NaN must reach NanGuard, not be averaged away
+        "logging_nan_inf_filter": False,
+        # TRL's configs turn this on by default and transformers' does not: say it once here.
+        "gradient_checkpointing": ctx.gradient_checkpointing,  # NaN must reach NanGuard, not be averaged away
     }
 
 
@@ -97,8 +100,10 @@ def train(trainer, ctx: StepContext, tokens: int | None = None) -> dict[str, Any
     trainer.add_callback(guard)
     checkpoints = ctx.step_dir / "checkpoints"
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resumed_at = 0
     if last:
         ctx.warn(f"resuming from {last}")
+        resumed_at = int(Path(last).name.rsplit("-", 1)[-1])
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
@@ -116,9 +121,14 @@ def train(trainer, ctx: StepContext, tokens: int | None = None) -> dict[str, Any
         "loss_last": losses[-1] if losses else None,
         "train_loss": result.training_loss,
     }
+    if tokens is None:  # TRL's trainers count the non-padding tokens they saw
+        counts = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
+        tokens = int(max(counts)) if counts else None
     if tokens:
+        total = max(trainer.state.global_step, 1)
+        ran = tokens * (total - resumed_at) / total  # only what this process trained
         metrics["tokens"] = tokens
-        metrics["tokens_per_s"] = round(tokens / seconds, 2) if seconds > 0 else None
+        metrics["tokens_per_s"] = round(ran / seconds, 2) if seconds > 0 else None
     return metrics
 
 
