@@ -259,16 +259,31 @@ def test_finished_steps_are_kept_and_changed_ones_set_aside(models, task, run_di
     train.run(task, conf(models, [sft]), run_dir)
     weights = run_dir / "train" / "01-sft" / "model" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
+    before = report(run_dir)["student_before"]
     train.run(
         task, conf(models, [sft, {"kind": "sft", "epochs": 1, "learning_rate": 1e-3}]), run_dir
     )
     assert weights.stat().st_mtime_ns == stamp  # step 1 was not run again
     assert (run_dir / "train" / "02-sft" / "model").is_dir()
     assert len(report(run_dir)["steps"]) == 2
+    assert report(run_dir)["student_before"] == before  # not re-measured on a trained model
     train.run(task, conf(models, [{**sft, "learning_rate": 5e-4}]), run_dir)
     aside = sorted(p.name for p in (run_dir / "train").iterdir() if ".old-" in p.name)
     assert [a.split(".")[0] for a in aside] == ["01-sft", "02-sft"]
     assert weights.stat().st_mtime_ns != stamp
+
+
+def test_a_step_interrupted_after_a_checkpoint_resumes_from_it(models, task, run_dir):
+    sft = {"kind": "sft", "epochs": 2, "batch_size": 2, "save_steps": 2}
+    train.run(task, conf(models, [sft]), run_dir)
+    step_dir = run_dir / "train" / "01-sft"
+    # what a crash after the last checkpoint leaves behind: no model, no step.json
+    shutil.rmtree(step_dir / "model")
+    (step_dir / "step.json").unlink()
+    train.run(task, conf(models, [sft]), run_dir)
+    metrics = json.loads((step_dir / "metrics.json").read_text())
+    assert any("resuming from" in note for note in metrics["notes"])
+    assert metrics["optimizer_steps"] == 6 and (step_dir / "model" / "config.json").is_file()
 
 
 def test_new_labels_retrain(models, task, run_dir):

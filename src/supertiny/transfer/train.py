@@ -28,7 +28,7 @@ from supertiny.runs import Run, config_hash, iter_jsonl, write_json
 from supertiny.task import Task
 from supertiny.transfer import student as st
 from supertiny.transfer.data import load_labels, test_records
-from supertiny.transfer.sampling import evaluate
+from supertiny.transfer.sampling import evaluate, summarize
 from supertiny.transfer.train_config import TrainConfig
 from supertiny.transfer.trainers import StepContext
 
@@ -144,7 +144,8 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
     device = str(model.device.type)
     report = _base_report(task, conf, labels, tests, label_dir)
 
-    if conf.eval.before and tests:
+    before_log = train_dir / "eval_before.jsonl"
+    if conf.eval.before and tests and not done:
         report["student_before"] = evaluate(
             model,
             tok,
@@ -152,8 +153,13 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
             tests,
             max_new_tokens=conf.eval.max_new_tokens,
             batch_size=conf.eval.batch_size,
-            log_path=train_dir / "eval_before.jsonl",
+            log_path=before_log,
             title="evaluate: untrained student",
+        )
+    elif before_log.is_file():  # the model in memory is a trained one now: report what was measured
+        wanted = {r["id"] for r in tests}
+        report["student_before"] = summarize(
+            [row for row in iter_jsonl(before_log) if row["id"] in wanted]
         )
     report["steps"] = [_report_step(info) for info in done]
     write_json(train_dir / "train_report.json", _with_gains(report))

@@ -69,7 +69,7 @@ class Optim(cfg.Section):
         None, ge=1, description="Use only the first N training examples (a quick look)."
     )
     save_steps: int = Field(
-        50, ge=1, description="Checkpoint every N optimiser steps, so a crash loses little."
+        20, ge=1, description="Checkpoint every N optimiser steps, so a crash loses little."
     )
 
 
