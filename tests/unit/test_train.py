@@ -123,6 +123,17 @@ def test_sft_learns_and_the_report_has_every_column(models, task, run_dir):
     assert not list((step_dir / "model").glob("adapter_*"))
 
 
+def test_lora_trains_the_head_and_merges(models, task, run_dir):
+    from transformers import AutoModelForCausalLM
+
+    train.run(task, conf(models, [{"kind": "sft", "learning_rate": 1e-2}]), run_dir)
+    before = AutoModelForCausalLM.from_pretrained(models["student"])
+    after = AutoModelForCausalLM.from_pretrained(run_dir / "train" / "01-sft" / "model")
+    assert not torch.equal(before.lm_head.weight, after.lm_head.weight)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(before.state_dict()[q], after.state_dict()[q])
+
+
 def test_rft_reports_pass_at_k(models, task, run_dir):
     steps = [{"kind": "rft", "samples": 3, "max_new_tokens": 24, "epochs": 1}]
     train.run(task, conf(models, steps), run_dir)

@@ -184,20 +184,25 @@ def add_lora(model, lora: Any):
     from peft import LoraConfig, get_peft_model
 
     targets = lora.target_modules
-    if targets != "all-linear":
+    known = linear_names(model)
+    if targets == "all-linear":
+        targets = list(known)
+    else:
         targets = [targets] if isinstance(targets, str) else list(targets)
-        known = linear_names(model)
         missing = [t for t in targets if t not in known]
         if missing:
             raise ConfigError(
                 f"student.lora.target_modules: {', '.join(missing)} not in the model; "
                 f"its linear layers are {', '.join(known)} (or use 'all-linear')"
             )
+    head = full_head_name(model)
+    targets = [t for t in targets if t != head]  # TRL computes the loss from the head's weight
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=targets,
+        modules_to_save=[head] if lora.head else None,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)

@@ -30,6 +30,10 @@ class LoraConfig(cfg.Section):
         "all-linear",
         description="Module names to adapt (e.g. [q_proj, v_proj]) or 'all-linear'.",
     )
+    head: bool = Field(
+        True,
+        description="Also train the output layer (LM head) fully. Needed to learn tokens the base model rarely emits, such as Qwen's <tool_call> (its head row is barely trained).",
+    )
 
 
 class StudentConfig(cfg.Section):
