@@ -11,6 +11,7 @@ Field descriptions double as documentation (``supertiny label --help`` and docs/
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,32 +52,55 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every pydantic model inside an annotation (through Optional, list, Union, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, list]:
+    """Follow ``loc`` through nested models; returns the innermost model and the printable path.
+
+    A tagged union (``steps: [{kind: sft, ...}]``) puts its tag in the location; it selects
+    the member and is left out of the printed path.
+    """
+    current: Any = model
+    options: list[type[BaseModel]] = []
+    parts: list[Any] = []
     for item in loc:
         if isinstance(item, int):
-            parts.append(f"[{item}]")
+            parts.append(item)
+            continue
+        tagged = [
+            m for m in options if getattr(m.model_fields.get("kind"), "default", None) == item
+        ]
+        if tagged:
+            current, options = tagged[0], []
+            continue
+        parts.append(item)
+        fields = getattr(current, "model_fields", None) or {}
+        if item not in fields:
+            current = None
+            continue
+        options = _models_in(fields[item].annotation)
+        current = options[0] if len(options) == 1 else None
+    return current, parts
+
+
+def _location(parts: list[Any]) -> str:
+    out: list[str] = []
+    for item in parts:
+        if isinstance(item, int):
+            out.append(f"[{item}]")
         else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(top level)"
+            out.append(("." if out else "") + str(item))
+    return "".join(out) or "(top level)"
 
 
 def _closest_key(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
     """For an unknown key, the nearest valid field name of the enclosing model, if any."""
-    current: Any = model
-    for item in loc[:-1]:
-        if isinstance(item, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or item not in fields:
-            return None
-        annotation = fields[item].annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if current is None:
-            return None
+    current, _ = _walk(model, loc[:-1])
     fields = getattr(current, "model_fields", {})
     match = difflib.get_close_matches(str(loc[-1]), list(fields), n=1)
     return match[0] if match else None
@@ -94,7 +118,7 @@ def format_error(exc: ValidationError, source: str | Path, model: type[BaseModel
             message = err["msg"]
             if "input" in err and err["type"] not in ("missing",):
                 message += f" (got {err['input']!r})"[:200]
-        lines.append(f"{source}: {_location(loc)}: {message}")
+        lines.append(f"{source}: {_location(_walk(model, loc)[1])}: {message}")
     return "\n".join(lines)
 
 
