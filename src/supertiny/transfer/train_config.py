@@ -138,7 +138,7 @@ class KdStep(Optim):
     )  # type: ignore[valid-type]
     teacher: str = Field(
         "teacher",
-        description="Teacher logits: a model (bundled alias, GGUF, HF dir) sharing the student's vocabulary, or 'endpoint' for the top_logprobs captured by the label stage.",
+        description="Teacher logits: a model (bundled alias, GGUF, HF dir) sharing the student's vocabulary, run on the student's prompt (best when it was tuned for the task), or 'endpoint' for the top_logprobs captured by the label stage.",
     )
     teacher_cache: bool = Field(
         True,
@@ -188,9 +188,13 @@ class TrainConfig(cfg.Section):
 PRESETS: dict[str, dict[str, Any]] = {
     # A quick look: a few examples, one SFT pass, a small evaluation.
     "quick": {"steps": [{"kind": "sft", "max_examples": 16}], "eval": {"limit": 8}},
-    # The demo on a 2-core CPU: SFT then logit distillation from the bundled teacher.
+    # The demo on a 2-core CPU: SFT, then logit KD from the teacher's log-probs captured at
+    # labelling time (`supertiny label --set top_logprobs=20`; without them: more SFT).
     "small": {
-        "steps": [{"kind": "sft", "epochs": 2}, {"kind": "kd", "loss": "ckd", "epochs": 1}],
+        "steps": [
+            {"kind": "sft", "epochs": 2},
+            {"kind": "kd", "teacher": "endpoint", "loss": "forward_kl", "top_k": 20},
+        ],
         "eval": {"limit": 40},
     },
     # The paper's full curriculum.
