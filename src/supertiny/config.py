@@ -180,3 +180,26 @@ __all__ = [
     "read_yaml",
     "set_dotted",
 ]
+
+
+def compose(
+    cls: type[S],
+    presets: dict[str, dict[str, Any]],
+    path: str | Path | None,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    what: str = "config",
+) -> S:
+    """A stage's settings: the preset, then the file's keys, then ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in presets:
+            raise ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(presets)}")
+        data = merge(data, presets[preset])
+    source = what
+    if path is not None:
+        data = merge(data, read_yaml(path))
+        source = str(path)
+    if overrides:
+        data = merge(data, overrides)
+    return parse(cls, data, source)

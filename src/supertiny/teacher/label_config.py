@@ -124,15 +124,4 @@ def load_config(
     path: str | Path | None, preset: str | None = None, overrides: dict[str, Any] | None = None
 ) -> LabelConfig:
     """Preset, then the file's keys, then ``--set`` overrides; validated as one ``LabelConfig``."""
-    data: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise cfg.ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
-        data = cfg.merge(data, PRESETS[preset])
-    source = "label config"
-    if path is not None:
-        data = cfg.merge(data, cfg.read_yaml(path))
-        source = str(path)
-    if overrides:
-        data = cfg.merge(data, overrides)
-    return cfg.parse(LabelConfig, data, source)
+    return cfg.compose(LabelConfig, PRESETS, path, preset, overrides, "label config")

@@ -17,7 +17,7 @@ from typing import Any
 
 from supertiny.runs import iter_jsonl
 from supertiny.transfer.data import answer_text, prompt_text
-from supertiny.transfer.sampling import sample_records
+from supertiny.transfer.sampling import sample_step
 from supertiny.transfer.trainers import (
     StepContext,
     TrainingError,
@@ -81,19 +81,7 @@ def mined_pairs(
     ctx: StepContext, step: Any, records: list[dict[str, Any]]
 ) -> tuple[list[dict[str, str]], int]:
     """Pairs from the student's wrong samples; also returns how many samples were correct."""
-    samples = sample_records(
-        ctx.model,
-        ctx.tokenizer,
-        ctx.task,
-        records,
-        samples=step.samples,
-        temperature=step.temperature,
-        max_new_tokens=step.max_new_tokens,
-        batch_size=step.sample_batch_size,
-        seed=ctx.seed,
-        log_path=ctx.step_dir / "samples.jsonl",
-        title=f"dpo: sampling {step.samples} per input",
-    )
+    samples = sample_step(ctx, step, records)
     eos = ctx.tokenizer.eos_token or ""
     pairs, correct = [], 0
     for record in records:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from supertiny.toolcalls import canonical_key
-from supertiny.transfer.sampling import as_label, sample_records
+from supertiny.transfer.sampling import as_label, sample_step
 from supertiny.transfer.sft import fine_tune
 from supertiny.transfer.trainers import StepContext, TrainingError
 
@@ -40,19 +40,7 @@ def judge_samples(
 
 def run(ctx: StepContext, step: Any) -> dict[str, Any]:
     records = ctx.labels[: step.max_examples] if step.max_examples else ctx.labels
-    samples = sample_records(
-        ctx.model,
-        ctx.tokenizer,
-        ctx.task,
-        records,
-        samples=step.samples,
-        temperature=step.temperature,
-        max_new_tokens=step.max_new_tokens,
-        batch_size=step.sample_batch_size,
-        seed=ctx.seed,
-        log_path=ctx.step_dir / "samples.jsonl",
-        title=f"rft: sampling {step.samples} per input",
-    )
+    samples = sample_step(ctx, step, records)
     pairs, solved, correct_total, fallback = [], 0, 0, 0
     for record in records:
         texts = samples[record["id"]]

@@ -181,3 +181,20 @@ def as_label(calls: list[Any]) -> dict[str, Any]:
         "tool_calls": [c.to_dict() for c in calls],
         "content": None,
     }
+
+
+def sample_step(ctx: Any, step: Any, records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """An on-policy step's samples from the current student (``samples.jsonl`` in its folder)."""
+    return sample_records(
+        ctx.model,
+        ctx.tokenizer,
+        ctx.task,
+        records,
+        samples=step.samples,
+        temperature=step.temperature,
+        max_new_tokens=step.max_new_tokens,
+        batch_size=step.sample_batch_size,
+        seed=ctx.seed,
+        log_path=ctx.step_dir / "samples.jsonl",
+        title=f"{step.kind}: sampling {step.samples} per input",
+    )

@@ -144,18 +144,23 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
     device = str(model.device.type)
     report = _base_report(task, conf, labels, tests, label_dir)
 
-    before_log = train_dir / "eval_before.jsonl"
-    if conf.eval.before and tests and not done:
-        report["student_before"] = evaluate(
+    def score(model, log_path: Path, title: str) -> dict[str, Any] | None:
+        if not tests:
+            return None
+        return evaluate(
             model,
             tok,
             task,
             tests,
             max_new_tokens=conf.eval.max_new_tokens,
             batch_size=conf.eval.batch_size,
-            log_path=before_log,
-            title="evaluate: untrained student",
+            log_path=log_path,
+            title=title,
         )
+
+    before_log = train_dir / "eval_before.jsonl"
+    if conf.eval.before and tests and not done:
+        report["student_before"] = score(model, before_log, "evaluate: untrained student")
     elif before_log.is_file():  # the model in memory is a trained one now: report what was measured
         wanted = {r["id"] for r in tests}
         report["student_before"] = summarize(
@@ -189,20 +194,7 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
         st.save(model, tok, step_dir / "model")
         metrics["notes"] = ctx.notes
         write_json(step_dir / "metrics.json", metrics)
-        result = (
-            evaluate(
-                model,
-                tok,
-                task,
-                tests,
-                max_new_tokens=conf.eval.max_new_tokens,
-                batch_size=conf.eval.batch_size,
-                log_path=step_dir / "eval.jsonl",
-                title=f"evaluate: after {name}",
-            )
-            if tests
-            else None
-        )
+        result = score(model, step_dir / "eval.jsonl", f"evaluate: after {name}")
         info = {
             "name": name,
             "kind": step.kind,

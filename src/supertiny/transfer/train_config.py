@@ -214,15 +214,4 @@ def load_config(
     path: str | Path | None, preset: str | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
     """Preset, then the file's keys, then ``--set`` overrides; validated as one ``TrainConfig``."""
-    data: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise cfg.ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
-        data = cfg.merge(data, PRESETS[preset])
-    source = "train config"
-    if path is not None:
-        data = cfg.merge(data, cfg.read_yaml(path))
-        source = str(path)
-    if overrides:
-        data = cfg.merge(data, overrides)
-    return cfg.parse(TrainConfig, data, source)
+    return cfg.compose(TrainConfig, PRESETS, path, preset, overrides, "train config")
