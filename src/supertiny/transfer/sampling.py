@@ -37,7 +37,6 @@ def sample(
     max_new_tokens: int = 128,
     batch_size: int = 8,
     seed: int = 0,
-    on_batch: Callable[[int], None] | None = None,
 ) -> list[list[str]]:
     """``samples`` answers per prompt (greedy when ``temperature`` is 0)."""
     import torch
@@ -72,11 +71,30 @@ def sample(
             for i in range(len(chunk)):
                 group = texts[i * per : (i + 1) * per]
                 out.append(group * samples if greedy else group)
-            if on_batch:
-                on_batch(len(chunk))
     finally:
         tokenizer.padding_side = side
     return out
+
+
+def _logged(
+    records: list[dict[str, Any]],
+    log_path: Path,
+    batch_size: int,
+    title: str,
+    rows_for: Callable[[list[dict[str, Any]], int], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Run ``rows_for(batch, offset)`` on the records not yet in ``log_path``, appending its
+    rows, then return the logged rows of ``records``: an interrupted run resumes here."""
+    with RecordLog(log_path) as log:
+        todo = [r for r in records if r["id"] not in log]
+        with bar(len(todo), title) as advance:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                for row in rows_for(chunk, start):
+                    log.append(row)
+                advance(len(chunk))
+    wanted = {r["id"] for r in records}
+    return [row for row in read_jsonl(log_path) if row["id"] in wanted]
 
 
 def evaluate(
@@ -94,35 +112,29 @@ def evaluate(
 
     Returns ``{"n", "exact", "valid", "similarity", "f1"}`` (rates in [0, 1]).
     """
-    with RecordLog(log_path) as log:
-        todo = [r for r in records if r["id"] not in log]
-        with bar(len(todo), title) as advance:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                texts = sample(
-                    model,
-                    tokenizer,
-                    [prompt_text(tokenizer, task, r) for r in chunk],
-                    max_new_tokens=max_new_tokens,
-                    batch_size=batch_size,
-                )
-                for record, (text, *_) in zip(chunk, texts, strict=True):
-                    score = task.evaluate(text, record["gold"], task.tools_for(record))
-                    log.append(
-                        {
-                            "id": record["id"],
-                            "output": text,
-                            "exact": score.exact,
-                            "valid": score.valid,
-                            "similarity": score.similarity,
-                            "f1": score.f1,
-                            "reason": score.reason,
-                        }
-                    )
-                advance(len(chunk))
-    wanted = {r["id"] for r in records}
-    rows = [row for row in read_jsonl(log_path) if row["id"] in wanted]
-    return summarize(rows)
+
+    def rows_for(chunk: list[dict[str, Any]], _: int) -> list[dict[str, Any]]:
+        prompts = [prompt_text(tokenizer, task, r) for r in chunk]
+        texts = sample(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+        rows = []
+        for record, (text, *_) in zip(chunk, texts, strict=True):
+            score = task.evaluate(text, record["gold"], task.tools_for(record))
+            rows.append(
+                {
+                    "id": record["id"],
+                    "output": text,
+                    "exact": score.exact,
+                    "valid": score.valid,
+                    "similarity": score.similarity,
+                    "f1": score.f1,
+                    "reason": score.reason,
+                }
+            )
+        return rows
+
+    return summarize(_logged(records, log_path, batch_size, title, rows_for))
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,26 +165,22 @@ def sample_records(
     title: str,
 ) -> dict[str, list[str]]:
     """``samples`` answers per record, kept in ``log_path`` so an interrupted step resumes."""
-    with RecordLog(log_path) as log:
-        todo = [r for r in records if r["id"] not in log]
-        with bar(len(todo), title) as advance:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                texts = sample(
-                    model,
-                    tokenizer,
-                    [prompt_text(tokenizer, task, r) for r in chunk],
-                    samples=samples,
-                    temperature=temperature,
-                    max_new_tokens=max_new_tokens,
-                    batch_size=batch_size,
-                    seed=seed + start,
-                )
-                for record, group in zip(chunk, texts, strict=True):
-                    log.append({"id": record["id"], "samples": group})
-                advance(len(chunk))
-    wanted = {r["id"] for r in records}
-    return {row["id"]: row["samples"] for row in read_jsonl(log_path) if row["id"] in wanted}
+
+    def rows_for(chunk: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+        texts = sample(
+            model,
+            tokenizer,
+            [prompt_text(tokenizer, task, r) for r in chunk],
+            samples=samples,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            seed=seed + start,
+        )
+        return [{"id": r["id"], "samples": group} for r, group in zip(chunk, texts, strict=True)]
+
+    rows = _logged(records, log_path, batch_size, title, rows_for)
+    return {row["id"]: row["samples"] for row in rows}
 
 
 def as_label(calls: list[Any]) -> dict[str, Any]:
