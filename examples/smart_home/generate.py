@@ -13,26 +13,20 @@ Deterministic for a seed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import re
-import sys
 from pathlib import Path
 from typing import Any
+
+from supertiny.task import import_file
 
 HERE = Path(__file__).resolve().parent
 
 
 def _sibling(name: str):
     """Import a file next to this one by path (this folder is not a package)."""
-    module_name = f"smart_home_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+    return import_file(HERE / f"{name}.py", f"smart_home_{name}")
 
 
 home = _sibling("home")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import importlib.util
 import json
 import os
 import re
@@ -24,6 +23,8 @@ import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+
+from supertiny.task import import_file
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DB = HERE / "data" / "home.sqlite"
@@ -66,13 +67,7 @@ STOPWORDS = {
 
 def _sibling(name: str):
     """Import a file next to this one by path (this folder is not a package)."""
-    module_name = f"smart_home_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, HERE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+    return import_file(HERE / f"{name}.py", f"smart_home_{name}")
 
 
 def db_path() -> Path:

@@ -132,21 +132,34 @@ def _load_tools(value: str | ToolList, base: Path, where: str) -> ToolList:
     return _check_tools(value, where)
 
 
-def _load_module(path: Path, task_name: str, where: str):
-    if not path.is_file():
-        raise cfg.ConfigError(f"{where}: helper module not found: {path}")
-    module_name = f"supertiny_task_{task_name}_{path.stem}"
+def import_file(path: Path, module_name: str, reuse: bool = True):
+    """Import the Python file ``path`` as module ``module_name``; its folder need not be a package.
+
+    With ``reuse`` a module already imported under that name is returned as it is, so files
+    that import each other share one copy. A file that fails to import leaves nothing behind.
+    """
+    if reuse and module_name in sys.modules:
+        return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # a broken user module: say which file and why
+    except BaseException:
         sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _load_module(path: Path, task_name: str, where: str):
+    if not path.is_file():
+        raise cfg.ConfigError(f"{where}: helper module not found: {path}")
+    try:
+        return import_file(path, f"supertiny_task_{task_name}_{path.stem}", reuse=False)
+    except Exception as exc:  # a broken user module: say which file and why
         raise cfg.ConfigError(
             f"{path}: importing the helper module failed: {type(exc).__name__}: {exc}"
         ) from exc
-    return module
 
 
 class ToolError(RuntimeError):

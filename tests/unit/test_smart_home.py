@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import re
 import sqlite3
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
+from supertiny.task import import_file
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "smart_home"
 
 
 def _load(name: str):
     """Load an example file under the module name its siblings use, so they share one copy."""
-    module_name = f"smart_home_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, EXAMPLE / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
+    return import_file(EXAMPLE / f"{name}.py", f"smart_home_{name}")
 
 
 home, tools, generate, timeparse = (
