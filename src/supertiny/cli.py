@@ -133,23 +133,36 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_label(parser: argparse.ArgumentParser) -> None:
+def _add_stage_arguments(
+    parser: argparse.ArgumentParser,
+    stage: str,
+    config_keys: str,
+    set_example: str,
+    restart_help: str,
+) -> None:
+    """The arguments every stage verb takes: task, --config, --preset, --run-dir, --set, --restart."""
     parser.add_argument("task", help="task YAML file, e.g. examples/smart_home/task.yaml")
-    parser.add_argument("--config", help="label config YAML (keys: teacher, quality, limit, ...)")
+    parser.add_argument("--config", help=f"{stage} config YAML (keys: {config_keys})")
     parser.add_argument("--preset", help="start from a preset: quick | small | full")
     parser.add_argument("--run-dir", help="run directory (default: runs/<task name>)")
-    parser.add_argument("--teacher-url", help="OpenAI-compatible base URL of the teacher (…/v1)")
     parser.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set quality.samples=5 (repeatable)",
+        help=f"override a config key, e.g. --set {set_example} (repeatable)",
     )
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="set this stage's earlier records aside (renamed, not deleted) and start over",
+    parser.add_argument("--restart", action="store_true", help=restart_help)
+
+
+def _add_label(parser: argparse.ArgumentParser) -> None:
+    _add_stage_arguments(
+        parser,
+        "label",
+        "teacher, quality, limit, ...",
+        "quality.samples=5",
+        "set this stage's earlier records aside (renamed, not deleted) and start over",
     )
+    parser.add_argument("--teacher-url", help="OpenAI-compatible base URL of the teacher (…/v1)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -218,23 +231,15 @@ def _print_train_summary(report_path: Path, model_path: Path) -> None:
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task YAML file, e.g. examples/smart_home/task.yaml")
-    parser.add_argument("--config", help="train config YAML (keys: student, steps, eval, ...)")
-    parser.add_argument("--preset", help="start from a preset: quick | small | full")
-    parser.add_argument("--run-dir", help="run directory (default: runs/<task name>)")
+    _add_stage_arguments(
+        parser,
+        "train",
+        "student, steps, eval, ...",
+        "eval.limit=40",
+        "set the stage's earlier steps aside (renamed, not deleted) and start over",
+    )
     parser.add_argument(
         "--student", help="student model: bundled alias, GGUF file or model directory"
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set eval.limit=40 (repeatable)",
-    )
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="set the stage's earlier steps aside (renamed, not deleted) and start over",
     )
 
 
