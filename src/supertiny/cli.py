@@ -3,6 +3,7 @@
     supertiny --help
     supertiny label examples/smart_home/task.yaml --preset quick
     supertiny train examples/smart_home/task.yaml --preset small
+    supertiny compress examples/smart_home/task.yaml --preset small
     supertiny serve --model student --port 8000
     supertiny models
 
@@ -243,6 +244,90 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_compress(args: argparse.Namespace) -> int:
+    """Compress the trained student: prune (vocab, depth, width), recover, quantize, export GGUF.
+
+    Reads the train stage's final model (or --model), runs the configured steps and writes
+    each step's model (a transformers folder, a torchao folder or a GGUF file), its test-set
+    answers and its latency into RUN_DIR/compress/NN-kind/, and
+    RUN_DIR/compress/compress_report.json with parameters, size, exact match and latency of
+    every model side by side. Re-running the same command resumes: finished steps are kept;
+    changing a step re-runs it and the steps after it (their old folders are set aside).
+    Needs `pip install 'supertiny[compress]'`.
+    """
+    from supertiny.compress import compress
+    from supertiny.compress.compress_config import load_config
+    from supertiny.task import Task
+
+    task = Task.load(args.task)
+    overrides = parse_overrides(args.set or [])
+    if args.model:
+        overrides = {**overrides, "model": args.model}
+    conf = load_config(args.config, args.preset, overrides)
+    run_dir = Path(args.run_dir or Path("runs") / task.name)
+    artifacts = compress.run(task, conf, run_dir, restart=args.restart)
+    print_compress_table(run_dir / artifacts["report"])
+    final = artifacts.get("gguf") or artifacts.get("model")
+    if final:
+        console.print(f"compressed model: {run_dir / final}", soft_wrap=True)
+        if final.endswith(".gguf"):
+            console.print(f"serve it: supertiny serve --model {run_dir / final}", soft_wrap=True)
+    return 0
+
+
+def print_compress_table(report_path: Path) -> None:
+    """The compression table: every model's size, accuracy and latency side by side."""
+    import json
+
+    from rich.table import Table
+
+    report = json.loads(report_path.read_text())
+    table = Table(title=f"compress: {report['task']} ({report['test_n']} gold test records)")
+    columns = (
+        "model",
+        "params",
+        "non-emb",
+        "size",
+        "exact",
+        "valid",
+        "p50",
+        "p95",
+        "tok/s",
+        "speed-up",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in [report["input"], *report["steps"]]:
+        ev, lat, params = row.get("eval") or {}, row["latency"], row["params"]
+        speed = (row.get("vs_input") or {}).get("p50_speedup")
+        table.add_row(
+            row["name"] if row["kind"] == "input" else f"{row['name']} ({lat['backend']})",
+            f"{params['total'] / 1e6:,.0f}M",
+            f"{params['non_embedding'] / 1e6:,.0f}M",
+            f"{row['bytes'] / 2**20:,.0f} MiB",
+            _pct(ev.get("exact")),
+            _pct(ev.get("valid")),
+            f"{lat['p50_s']:.2f} s",
+            f"{lat['p95_s']:.2f} s",
+            "" if lat.get("decode_tok_s") is None else f"{lat['decode_tok_s']:,.1f}",
+            "" if speed is None else f"{speed:.1f}x",
+        )
+    console.print(table)
+
+
+def _add_compress(parser: argparse.ArgumentParser) -> None:
+    _add_stage_arguments(
+        parser,
+        "compress",
+        "steps, eval, latency, ...",
+        "latency.requests=20",
+        "set the stage's earlier steps aside (renamed, not deleted) and start over",
+    )
+    parser.add_argument(
+        "--model", help="model to compress (default: the train stage's final model)"
+    )
+
+
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     from supertiny.serve.server import add_arguments
 
@@ -260,6 +345,7 @@ VERBS: dict[
 ] = {
     "label": (cmd_label, _add_label),
     "train": (cmd_train, _add_train),
+    "compress": (cmd_compress, _add_compress),
     "serve": (cmd_serve, _add_serve),
     "models": (cmd_models, _add_models),
 }
@@ -287,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from supertiny.compress import CompressError
     from supertiny.models import ModelNotFoundError
     from supertiny.runs import RunError
     from supertiny.task import ToolError
@@ -306,6 +393,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         DataError,
         StudentError,
         TrainingError,
+        CompressError,
     ]
     try:
         from supertiny.serve.process import ServerStartError

@@ -1,6 +1,6 @@
 """Generate the reference pages in docs/ from the typed configs, so they cannot drift.
 
-python -m supertiny.docs            # rewrites docs/task.md, docs/label.md, docs/train.md
+python -m supertiny.docs            # rewrites docs/task.md, label.md, train.md, compress.md
 python -m supertiny.docs --check    # exits 1 if a page is out of date (run by the tests)
 """
 
@@ -80,13 +80,12 @@ def _stage_page(
     )
 
 
-def _step_tables() -> str:
-    from supertiny.transfer import train_config as tc
-
+def _step_tables(classes: tuple[type[Section], ...], describe) -> str:
+    """One table per step kind, each under the first paragraph of ``describe(kind)``."""
     parts = ["\n## Steps\n\nEach entry of `steps` has a `kind` and that kind's keys.\n"]
-    for cls in (tc.SftStep, tc.RftStep, tc.DpoStep, tc.GrpoStep, tc.KdStep):
+    for cls in classes:
         kind = cls.model_fields["kind"].default
-        doc = (sys.modules[f"supertiny.transfer.{kind}"].__doc__ or "").strip().split("\n\n")[0]
+        doc = (describe(kind) or "").strip().split("\n\n")[0]
         parts.append(f"### `{kind}`\n\n{doc}\n\n{table(cls)}\n")
     return "\n".join(parts)
 
@@ -97,9 +96,27 @@ def pages() -> dict[str, str]:
     import supertiny.transfer.kd
     import supertiny.transfer.rft
     import supertiny.transfer.sft  # noqa: F401 - their docstrings go into train.md
+    from supertiny.compress import compress, compress_config, steps
     from supertiny.task import TaskSpec
     from supertiny.teacher import label
     from supertiny.transfer import train, train_config
+
+    train_steps = (
+        train_config.SftStep,
+        train_config.RftStep,
+        train_config.DpoStep,
+        train_config.GrpoStep,
+        train_config.KdStep,
+    )
+    cc = compress_config
+    compress_steps = (
+        cc.VocabStep,
+        cc.DepthStep,
+        cc.WidthStep,
+        cc.RecoverStep,
+        cc.TorchaoStep,
+        cc.GgufStep,
+    )
 
     return {
         "task.md": "# The task file\n\n"
@@ -113,7 +130,14 @@ def pages() -> dict[str, str]:
             train.__doc__,
             train_config.PRESETS,
             train_config.TrainConfig,
-            _step_tables(),
+            _step_tables(train_steps, lambda k: sys.modules[f"supertiny.transfer.{k}"].__doc__),
+        ),
+        "compress.md": _stage_page(
+            "Stage 3: compress",
+            compress.__doc__,
+            compress_config.PRESETS,
+            compress_config.CompressConfig,
+            _step_tables(compress_steps, lambda k: steps.STEPS[k].__doc__),
         ),
     }
 

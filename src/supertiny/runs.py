@@ -290,3 +290,44 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         elif a != b:
             keys.append(prefix + key)
     return keys
+
+
+# ----- stages made of steps (train, compress) ---------------------------------------------
+# A step writes ``NN-kind/`` with ``started.json`` (its settings hash) at the start and
+# ``step.json`` (hash, metrics, the artifact it made) at the end. A re-run keeps the finished
+# steps whose hash is unchanged and moves every other step folder aside, never deleting it.
+
+
+def step_name(index: int, kind: str) -> str:
+    return f"{index + 1:02d}-{kind}"
+
+
+def finished_step(step_dir: Path, digest: str) -> dict[str, Any] | None:
+    """The step's ``step.json`` if it finished with settings ``digest`` and its artifact exists."""
+    marker = step_dir / "step.json"
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    artifact = step_dir / info.get("artifact", "model/config.json")
+    if info.get("hash") != digest or not artifact.exists():
+        return None
+    return info
+
+
+def set_aside_steps(stage_dir: Path, keep: dict[str, str]) -> None:
+    """Move step folders aside unless their name and settings hash are in ``keep``."""
+    from supertiny.progress import console
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in sorted(stage_dir.glob("[0-9][0-9]-*")):
+        if not path.is_dir() or "." in path.name:
+            continue
+        marker = path / "started.json"
+        digest = (
+            json.loads(marker.read_text(encoding="utf-8")).get("hash") if marker.is_file() else None
+        )
+        if keep.get(path.name) == digest:
+            continue
+        target = stage_dir / f"{path.name}.old-{stamp}"
+        path.rename(target)
+        console.print(f"set aside {path} -> {target.name} (its settings changed)")

@@ -108,18 +108,37 @@ def evaluate(
     log_path: Path,
     title: str = "evaluate",
 ) -> dict[str, Any]:
-    """Greedy answers on gold test records, scored by ``Task.evaluate``; resumable via ``log_path``.
+    """Greedy answers of a transformers model on gold test records; see :func:`score_answers`."""
 
-    Returns ``{"n", "exact", "valid", "similarity", "f1"}`` (rates in [0, 1]).
-    """
-
-    def rows_for(chunk: list[dict[str, Any]], _: int) -> list[dict[str, Any]]:
-        prompts = [prompt_text(tokenizer, task, r) for r in chunk]
+    def generate(prompts: list[str]) -> list[str]:
         texts = sample(
             model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
         )
+        return [group[0] for group in texts]
+
+    return score_answers(generate, tokenizer, task, records, batch_size, log_path, title)
+
+
+def score_answers(
+    generate: Callable[[list[str]], list[str]],
+    tokenizer,
+    task: Task,
+    records: list[dict[str, Any]],
+    batch_size: int,
+    log_path: Path,
+    title: str = "evaluate",
+) -> dict[str, Any]:
+    """Answers from ``generate(prompts)`` on gold test records, scored by ``Task.evaluate``.
+
+    Any backend (transformers, torchao, llama.cpp) plugs in as ``generate``; the prompts are
+    rendered by ``tokenizer``. Resumable via ``log_path``. Returns ``{"n", "exact", "valid",
+    "similarity", "f1"}`` (rates in [0, 1]).
+    """
+
+    def rows_for(chunk: list[dict[str, Any]], _: int) -> list[dict[str, Any]]:
+        texts = generate([prompt_text(tokenizer, task, r) for r in chunk])
         rows = []
-        for record, (text, *_) in zip(chunk, texts, strict=True):
+        for record, text in zip(chunk, texts, strict=True):
             score = task.evaluate(text, record["gold"], task.tools_for(record))
             rows.append(
                 {

@@ -18,13 +18,19 @@ from the trainer's last checkpoint. Steps that changed are moved aside, never de
 from __future__ import annotations
 
 import importlib
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 from supertiny.progress import console
-from supertiny.runs import Run, config_hash, iter_jsonl, write_json
+from supertiny.runs import (
+    Run,
+    config_hash,
+    finished_step,
+    iter_jsonl,
+    set_aside_steps,
+    step_name,
+    write_json,
+)
 from supertiny.task import Task
 from supertiny.transfer import student as st
 from supertiny.transfer.data import load_labels, test_records
@@ -44,43 +50,12 @@ STEPS: dict[str, str] = {
 }
 
 
-def step_name(index: int, kind: str) -> str:
-    return f"{index + 1:02d}-{kind}"
-
-
 def _step_hashes(conf: TrainConfig, labels: list[dict[str, Any]]) -> list[str]:
     """Hash of everything a step's result depends on: settings, data and all steps so far."""
     base = conf.model_dump(mode="json", exclude={"steps", "eval"})
     base["data"] = config_hash({r["id"]: r["label"] for r in labels})
     steps = [s.model_dump(mode="json") for s in conf.steps]
     return [config_hash({"base": base, "steps": steps[: i + 1]}) for i in range(len(steps))]
-
-
-def _finished(step_dir: Path, digest: str) -> dict[str, Any] | None:
-    marker = step_dir / "step.json"
-    if not marker.is_file():
-        return None
-    info = json.loads(marker.read_text(encoding="utf-8"))
-    if info.get("hash") != digest or not (step_dir / "model" / "config.json").is_file():
-        return None
-    return info
-
-
-def _set_aside(train_dir: Path, keep: dict[str, str]) -> None:
-    """Move step folders aside unless their name and settings hash are in ``keep``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for path in sorted(train_dir.glob("[0-9][0-9]-*")):
-        if not path.is_dir() or "." in path.name:
-            continue
-        marker = path / "started.json"
-        digest = (
-            json.loads(marker.read_text(encoding="utf-8")).get("hash") if marker.is_file() else None
-        )
-        if keep.get(path.name) == digest:
-            continue
-        target = train_dir / f"{path.name}.old-{stamp}"
-        path.rename(target)
-        console.print(f"set aside {path} -> {target.name} (its settings changed)")
 
 
 def teacher_scores(label_dir: Path, ids: set[str]) -> dict[str, Any] | None:
@@ -130,11 +105,11 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
 
     done: list[dict[str, Any]] = []
     for name, digest in zip(names, hashes, strict=True):
-        info = _finished(train_dir / name, digest)
+        info = finished_step(train_dir / name, digest)
         if info is None:
             break
         done.append(info)
-    _set_aside(train_dir, dict(zip(names, hashes, strict=True)))
+    set_aside_steps(train_dir, dict(zip(names, hashes, strict=True)))
     if done:
         console.print(f"train: {len(done)} finished step(s) kept: {', '.join(names[: len(done)])}")
 

@@ -1,0 +1,454 @@
+"""GGUF export for llama.cpp: write a Hugging Face Qwen2/Llama model as one GGUF file, then quantize.
+
+    from supertiny.compress.gguf_export import export_gguf
+    export_gguf(Path("runs/x/student"), Path("runs/x/student-q4_k_m.gguf"), quant="q4_k_m")
+
+The HF -> GGUF writer is hand-written on top of gguf-py (``GGUFWriter``, ``TensorNameMap``,
+``SpecialVocab``) because llama.cpp's own ``convert_hf_to_gguf.py`` is not shipped in any pip
+package; it follows that script's conventions for the two dense architectures we train
+(2-D weights F16, norms and biases F32, Llama q/k rows permuted for llama.cpp's rotary layout,
+byte-level BPE vocabulary with token types, merges and the chat template). Tensors are
+streamed one at a time from safetensors, so memory stays at about one tensor. Quantized types
+(Q8_0, K-quants, ...) are made by llama.cpp's own quantizer through llama-cpp-python from an
+F16 intermediate. Every export is checked: llama.cpp must tokenize a chat-rendered sample to
+the same ids as the HF tokenizer, or the file is not kept.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supertiny.compress import CompressError
+
+# f32/f16 are written directly, the rest by llama.cpp's quantizer (llama_cpp.LLAMA_FTYPE_MOSTLY_*)
+QUANT_TYPES = ("f32", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
+
+# HF model_type -> gguf.MODEL_ARCH member name (dense decoders only)
+ARCHS = {"qwen2": "QWEN2", "llama": "LLAMA"}
+
+# tokenizer.json pre-tokenizer split regex -> llama.cpp ``tokenizer.ggml.pre`` name
+PRE_TOKENIZERS = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+    r"\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+    r"\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+": "gpt-2",
+}
+
+# A chat exercising specials, a tool call, digits, runs of spaces/newlines and non-ASCII text.
+CALL = {"type": "function", "function": {"name": "set_light", "arguments": {"room": "kitchen"}}}
+SAMPLE_CHAT = [
+    {"role": "system", "content": "You control a smart home. Reply with a tool call."},
+    {"role": "user", "content": "Turn on the kitchen light at 07:30,  please!\n\nMerci — danke."},
+    {"role": "assistant", "content": "", "tool_calls": [CALL]},
+]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TensorPlan:
+    """One GGUF tensor: where it comes from, its name and shape in GGUF, how it is stored."""
+
+    hf_name: str
+    file: Path
+    name: str
+    shape: tuple[int, ...]
+    f16: bool
+    permute_heads: int = 0  # >0: Llama q/k rows permuted for that many heads
+
+
+def export_gguf(
+    model_dir: Path,
+    out: Path,
+    quant: str = "f16",
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    keep_intermediate: bool = False,
+    threads: int | None = None,
+) -> dict:
+    """Write ``model_dir`` (config.json + safetensors + tokenizer) as one GGUF file at ``out``.
+
+    ``quant`` is one of ``QUANT_TYPES``; f32/f16 are written directly, the others are quantized
+    by llama.cpp from an F16 intermediate (kept as ``<out stem>.f16.gguf`` if
+    ``keep_intermediate``). ``progress(done, total)`` is called after each tensor.
+    Returns ``{"path", "bytes", "quant", "arch", "tensors", "seconds"}``.
+    """
+    start = time.perf_counter()
+    model_dir, out = Path(model_dir), Path(out)
+    _check_target(quant, out, overwrite)
+    direct = quant in ("f32", "f16")
+    target = out if direct else out.with_name(f".{out.name}.f16.tmp")
+    if keep_intermediate and not direct:
+        target = out.with_name(f"{out.name.removesuffix('.gguf')}.f16.gguf")
+        _check_target("f16", target, overwrite)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        arch, n_tensors = _write_gguf(model_dir, tmp, f16=quant != "f32", progress=progress)
+        verify_tokenizer(tmp, model_dir)
+        tmp.replace(target)
+        quantized = {} if direct else quantize_gguf(target, out, quant, threads, overwrite=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if not direct and not keep_intermediate:
+            target.unlink(missing_ok=True)
+    info = {"path": str(out), "bytes": out.stat().st_size, "quant": quant, "arch": arch}
+    extra = {"fallback_tensors": quantized["fallback_tensors"]} if quantized else {}
+    return info | extra | {"tensors": n_tensors, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def quantize_gguf(
+    src: Path, dst: Path, quant: str, threads: int | None = None, *, overwrite: bool = False
+) -> dict:
+    """Quantize the F16/F32 GGUF ``src`` to ``dst`` with llama.cpp's quantizer (``llama-quantize``).
+
+    Row sizes not divisible by a type's block (32 for Q8_0/Q4_0, 256 for K-quants) make
+    llama.cpp fall back to a compatible type for that tensor. Returns ``{"path", "bytes",
+    "quant", "fallback_tensors", "src_bytes", "seconds"}``.
+    """
+    llama_cpp = _llama_cpp()
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise CompressError(f"cannot quantize {src}: no such file; write it with export_gguf")
+    _check_target(quant, dst, overwrite)
+    start = time.perf_counter()
+    params = llama_cpp.llama_model_quantize_default_params()
+    ftype = "ALL_F32" if quant == "f32" else f"MOSTLY_{quant.upper()}"
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{ftype}")
+    params.nthread = threads or os.cpu_count() or 1
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    try:
+        with _native_log() as log:
+            status = llama_cpp.llama_model_quantize(
+                str(src).encode(), str(tmp).encode(), ctypes.byref(params)
+            )
+        if status != 0 or not tmp.is_file():
+            tail = "\n".join(log[-15:])
+            raise CompressError(
+                f"llama.cpp could not quantize {src} to {quant} (status {status}):\n{tail}"
+            )
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fallbacks = sum(
+        "falling back" in line for line in log
+    )  # row length not a multiple of the block
+    info = {"path": str(dst), "bytes": dst.stat().st_size, "quant": quant}
+    info |= {"fallback_tensors": fallbacks, "src_bytes": src.stat().st_size}
+    return info | {"seconds": round(time.perf_counter() - start, 2)}
+
+
+def verify_tokenizer(path: Path, model_dir: Path, texts: list[str] | None = None) -> None:
+    """Raise CompressError unless llama.cpp tokenizes ``texts`` (default: a chat-rendered sample)
+    with the GGUF at ``path`` exactly as the HF tokenizer in ``model_dir`` does."""
+    from transformers import AutoTokenizer
+
+    llama_cpp = _llama_cpp()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    texts = texts if texts is not None else [sample_text(tok)]
+    with _native_log():
+        llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        for text in texts:
+            want = tok(text, add_special_tokens=False)["input_ids"]
+            got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            if got != want:
+                pairs = enumerate(zip(got, want, strict=False))
+                at = next((i for i, (a, b) in pairs if a != b), min(len(got), len(want)))
+                raise CompressError(
+                    f"llama.cpp tokenizes differently from the HF tokenizer in {model_dir} at token "
+                    f"{at}: llama.cpp {got[at : at + 5]} vs HF {want[at : at + 5]} for {text[:60]!r}; "
+                    "the pre-tokenizer or added tokens are not supported by this exporter"
+                )
+    finally:
+        llm.close()
+
+
+def sample_text(tok: Any) -> str:
+    """A chat rendered with the tokenizer's own template (plain text when it has none)."""
+    plain = "\n".join(str(m["content"]) for m in SAMPLE_CHAT) + ' {"room": "kitchen"}'
+    if not tok.chat_template:
+        return plain
+    try:
+        return tok.apply_chat_template(SAMPLE_CHAT, tokenize=False)
+    except Exception:  # noqa: BLE001 - templates that reject tool calls still get a plain chat
+        return tok.apply_chat_template(SAMPLE_CHAT[:2], tokenize=False)
+
+
+# --- writer -----------------------------------------------------------------------------------
+
+
+def _write_gguf(
+    model_dir: Path, path: Path, *, f16: bool, progress: Progress | None
+) -> tuple[str, int]:
+    """Write metadata, vocabulary and tensors to ``path``; returns (arch name, tensor count)."""
+    import gguf
+    import numpy as np
+
+    config = _read_json(model_dir / "config.json")
+    arch = gguf.MODEL_ARCH[_gguf_arch(config, model_dir)]
+    plan = _tensor_plan(model_dir, config, arch, f16=f16)
+    writer = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[arch])
+    _add_hparams(writer, config, model_dir.name, f16=f16)
+    n_vocab = next(p.shape[0] for p in plan if p.name == "token_embd.weight")
+    _add_vocab(writer, model_dir, n_vocab)
+    rope_freqs = _llama3_rope_freqs(config)
+    if rope_freqs is not None:
+        writer.add_tensor_info("rope_freqs.weight", rope_freqs.shape, np.float32, rope_freqs.nbytes)
+    for p in plan:
+        dtype = np.dtype(np.float16 if p.f16 else np.float32)
+        writer.add_tensor_info(p.name, p.shape, dtype, math.prod(p.shape) * dtype.itemsize)
+    writer.write_header_to_file(path)
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    try:
+        if rope_freqs is not None:
+            writer.write_tensor_data(rope_freqs)
+        for done, p in enumerate(plan, 1):
+            writer.write_tensor_data(_load_tensor(p))
+            if progress is not None:
+                progress(done, len(plan))
+    finally:
+        writer.close()
+    return gguf.MODEL_ARCH_NAMES[arch], len(plan) + (rope_freqs is not None)
+
+
+def _gguf_arch(config: dict, model_dir: Path) -> str:
+    """GGUF architecture. llama.cpp's qwen2 graph assumes heads * head_dim == hidden_size, so a
+    head-pruned Qwen2 is written as ``llama`` (same block, optional q/k/v biases, own head_dim)."""
+    model_type = config.get("model_type")
+    if model_type not in ARCHS:
+        raise CompressError(
+            f"GGUF export supports model_type {sorted(ARCHS)}, not {model_type!r} ({model_dir}/config.json)"
+        )
+    width = _head_dim(config) * config["num_attention_heads"]
+    return (
+        "LLAMA" if model_type == "qwen2" and width != config["hidden_size"] else ARCHS[model_type]
+    )
+
+
+def _tensor_plan(model_dir: Path, config: dict, arch: Any, *, f16: bool) -> list[TensorPlan]:
+    """Map every safetensors tensor to its GGUF name, shape and storage type (no data loaded)."""
+    import gguf
+    from safetensors import safe_open
+
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise CompressError(f"no *.safetensors in {model_dir}; save it with save_pretrained()")
+    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
+    tied = config.get("tie_word_embeddings", False)
+    heads = {"q_proj": config["num_attention_heads"], "k_proj": _kv_heads(config)}
+    skip = {"lm_head.weight"} if tied else set()
+    plan: list[TensorPlan] = []
+    for file in files:
+        with safe_open(file, framework="pt") as handle:
+            for hf_name in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
+                if hf_name in skip or hf_name.endswith("rotary_emb.inv_freq"):
+                    continue
+                name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+                if name is None:
+                    raise CompressError(f"{file}: tensor {hf_name!r} has no GGUF {arch.name} name")
+                shape = tuple(handle.get_slice(hf_name).get_shape())
+                proj = hf_name.split(".")[-2]
+                permute = heads.get(proj, 0) if arch.name == "LLAMA" else 0
+                plan.append(TensorPlan(hf_name, file, name, shape, f16 and len(shape) > 1, permute))
+    missing = {"token_embd.weight", "output_norm.weight", *([] if tied else ["output.weight"])}
+    missing -= {p.name for p in plan}
+    if missing:
+        raise CompressError(f"{model_dir} lacks tensors for {sorted(missing)}; is it complete?")
+    return plan
+
+
+def _load_tensor(p: TensorPlan) -> Any:
+    """Read one tensor as float32, permute Llama q/k rows (HF rotate-half -> GGML interleaved)."""
+    import numpy as np
+    from safetensors import safe_open
+
+    with safe_open(p.file, framework="pt") as handle:
+        t = handle.get_tensor(p.hf_name).float()
+    if p.permute_heads:
+        h = p.permute_heads
+        t = t.reshape(h, 2, t.shape[0] // h // 2, *t.shape[1:]).swapaxes(1, 2).reshape(t.shape)
+    return np.ascontiguousarray(t.numpy().astype(np.float16 if p.f16 else np.float32))
+
+
+def _add_hparams(writer: Any, config: dict, name: str, *, f16: bool) -> None:
+    """Architecture metadata; head_dim comes from config when set (pruned heads break hidden/heads)."""
+    import gguf
+
+    heads, head_dim = config["num_attention_heads"], _head_dim(config)
+    writer.add_name(name)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(_kv_heads(config))
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(float(_rope(config).get("rope_theta", 10000.0)))
+    writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
+    ftype = gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32
+    writer.add_file_type(ftype)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _rope(config: dict) -> dict:
+    """Rope settings: transformers 5 keeps them in ``rope_parameters``, older configs at top level."""
+    rope = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    rope.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind not in ("default", "llama3"):
+        raise CompressError(f"GGUF export supports rope_type default and llama3, not {kind!r}")
+    return rope | {"rope_type": kind}
+
+
+def _llama3_rope_freqs(config: dict) -> Any:
+    """Llama 3.x frequency factors (``rope_freqs.weight``), as llama.cpp's converter computes them."""
+    import numpy as np
+
+    rope = _rope(config)
+    if rope["rope_type"] != "llama3":
+        return None
+    dim = _head_dim(config)
+    factor, old_ctx = rope.get("factor", 8.0), rope.get("original_max_position_embeddings", 8192)
+    low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
+    wavelen = 2 * math.pi * rope["rope_theta"] ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    smooth = np.clip((old_ctx / wavelen - low) / (high - low), 0.0, 1.0)  # 0: long waves, 1: short
+    return (1 / ((1 - smooth) / factor + smooth)).astype(np.float32)
+
+
+def _head_dim(config: dict) -> int:
+    return config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+
+
+def _kv_heads(config: dict) -> int:
+    return config.get("num_key_value_heads") or config["num_attention_heads"]
+
+
+# --- vocabulary -------------------------------------------------------------------------------
+
+
+def _add_vocab(writer: Any, model_dir: Path, n_vocab: int) -> None:
+    """Byte-level BPE vocabulary, one token per embedding row, plus merges, special ids, template."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    tok_json = _read_json(model_dir / "tokenizer.json")
+    kind = tok_json.get("model", {}).get("type")
+    if kind != "BPE" or "ByteLevel" not in json.dumps(tok_json.get("pre_tokenizer")):
+        raise CompressError(
+            f"GGUF export supports byte-level BPE tokenizers, not {kind!r} ({model_dir}/tokenizer.json)"
+        )
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tokens, types = _token_table(tok, n_vocab)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(_pre_tokenizer(tok_json["pre_tokenizer"]))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=n_vocab)
+    ids = tok("x")["input_ids"]
+    special.add_special_token = {
+        "bos": tok.bos_token_id is not None and ids[:1] == [tok.bos_token_id],
+        "eos": tok.eos_token_id is not None and ids[-1:] == [tok.eos_token_id],
+    }
+    special.chat_template = tok.chat_template
+    special.add_to_gguf(writer, quiet=True)
+
+
+def _token_table(tok: Any, n_vocab: int) -> tuple[list[str], list[int]]:
+    """Tokens in id order with llama.cpp token types; embedding rows past the tokenizer are padding."""
+    import gguf
+
+    by_id = {i: t for t, i in tok.get_vocab().items()}
+    if max(by_id) >= n_vocab:
+        raise CompressError(
+            f"the tokenizer has ids up to {max(by_id)} but the embedding has {n_vocab} rows; "
+            "prune the vocabulary and the embedding together"
+        )
+    added = tok.added_tokens_decoder
+    tokens, types = [], []
+    for i in range(n_vocab):
+        text = by_id.get(i, f"[PAD{i}]")
+        if i in added:
+            kind = gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED
+        elif i not in by_id or text == f"[PAD{i}]":
+            kind = gguf.TokenType.UNUSED
+        else:
+            kind = gguf.TokenType.NORMAL
+        tokens.append(text)
+        types.append(int(kind))
+    return tokens, types
+
+
+def _pre_tokenizer(pre: dict) -> str:
+    """llama.cpp pre-tokenizer name for tokenizer.json's ``pre_tokenizer``."""
+    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+        return "gpt-2"
+    parts = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else []
+    regexes = [p.get("pattern", {}).get("Regex") for p in parts if p.get("type") == "Split"]
+    if len(regexes) == 1 and regexes[0] in PRE_TOKENIZERS:
+        return PRE_TOKENIZERS[regexes[0]]
+    raise CompressError(
+        f"unknown pre-tokenizer {json.dumps(pre)[:300]}; GGUF export knows {sorted(PRE_TOKENIZERS.values())}"
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CompressError(f"{path} is missing; export needs a save_pretrained() model directory")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_target(quant: str, out: Path, overwrite: bool) -> None:
+    if quant not in QUANT_TYPES:
+        raise CompressError(f"unknown GGUF quant {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
+    if out.exists() and not overwrite:
+        raise CompressError(f"{out} already exists; delete it or pass overwrite=True")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as err:
+        raise CompressError(
+            "GGUF needs llama-cpp-python: pip install 'supertiny[compress]'"
+        ) from err
+    return llama_cpp
+
+
+@contextmanager
+def _native_log() -> Iterator[list[str]]:
+    """Capture what native code (llama.cpp) writes to fds 1 and 2 during the block, as lines."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as log:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+            log.seek(0)
+            lines.extend(log.read().decode("utf-8", "replace").splitlines())
