@@ -285,6 +285,7 @@ def print_compress_table(report_path: Path) -> None:
     table = Table(title=f"compress: {report['task']} ({report['test_n']} gold test records)")
     columns = (
         "model",
+        "runtime",
         "params",
         "non-emb",
         "size",
@@ -293,15 +294,18 @@ def print_compress_table(report_path: Path) -> None:
         "p50",
         "p95",
         "tok/s",
-        "speed-up",
+        "p50 vs input",
     )
     for column in columns:
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     for row in [report["input"], *report["steps"]]:
         ev, lat, params = row.get("eval") or {}, row["latency"], row["params"]
         speed = (row.get("vs_input") or {}).get("p50_speedup")
+        info = row.get("info") or {}
+        detail = info.get("quant") or info.get("scheme") or ""
         table.add_row(
-            row["name"] if row["kind"] == "input" else f"{row['name']} ({lat['backend']})",
+            f"{row['name']} {detail}".strip(),
+            lat["backend"],
             f"{params['total'] / 1e6:,.0f}M",
             f"{params['non_embedding'] / 1e6:,.0f}M",
             f"{row['bytes'] / 2**20:,.0f} MiB",
@@ -310,9 +314,15 @@ def print_compress_table(report_path: Path) -> None:
             f"{lat['p50_s']:.2f} s",
             f"{lat['p95_s']:.2f} s",
             "" if lat.get("decode_tok_s") is None else f"{lat['decode_tok_s']:,.1f}",
-            "" if speed is None else f"{speed:.1f}x",
+            "" if speed is None else f"{speed:.1f}x faster",
         )
-    console.print(table)
+    width = console.width
+    if not console.is_terminal:  # a log file or pipe gets whole rows, not 80 wrapped columns
+        console.width = max(width, 150)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def _add_compress(parser: argparse.ArgumentParser) -> None:
@@ -414,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # import-time notices of optional kernels this machine does not use
+        for name in ("torchao", "torch.utils._pytree"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return args.func(args)
     except _user_errors() as exc:

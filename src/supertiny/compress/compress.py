@@ -222,6 +222,8 @@ class _Meter:
         if runner is not None and hasattr(runner, "close"):
             runner.close()
         return {
+            "path": str(path),
+            "form": form,
             "params": gguf_param_counts(path) if form == "gguf" else config_param_counts(path),
             "bytes": artifact_bytes(path),
             "eval": accuracy,

@@ -7,7 +7,8 @@ The HF -> GGUF writer is hand-written on top of gguf-py (``GGUFWriter``, ``Tenso
 ``SpecialVocab``) because llama.cpp's own ``convert_hf_to_gguf.py`` is not shipped in any pip
 package; it follows that script's conventions for the two dense architectures we train
 (2-D weights F16, norms and biases F32, Llama q/k rows permuted for llama.cpp's rotary layout,
-byte-level BPE vocabulary with token types, merges and the chat template). Tensors are
+byte-level BPE vocabulary with token types, merges and the chat template). A head-pruned Qwen2
+(heads * head_dim != hidden) is written as ``llama``, whose llama.cpp graph allows that. Tensors are
 streamed one at a time from safetensors, so memory stays at about one tensor. Quantized types
 (Q8_0, K-quants, ...) are made by llama.cpp's own quantizer through llama-cpp-python from an
 F16 intermediate. Every export is checked: llama.cpp must tokenize a chat-rendered sample to
@@ -436,17 +437,21 @@ def _llama_cpp() -> Any:
 
 @contextmanager
 def _native_log() -> Iterator[list[str]]:
-    """Capture what native code (llama.cpp) writes to fds 1 and 2 during the block, as lines."""
+    """Capture llama.cpp's log during the block, as lines: it writes both to fds 1/2 (native) and
+    through llama-cpp-python's callback to ``sys.stderr``, so both are redirected to one file."""
     lines: list[str] = []
-    with tempfile.TemporaryFile() as log:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as log, open(os.dup(log.fileno()), "w") as text:
+        streams, saved = (sys.stdout, sys.stderr), (os.dup(1), os.dup(2))
+        for stream in streams:
+            stream.flush()
+        sys.stdout = sys.stderr = text
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
             yield lines
         finally:
+            text.flush()
+            sys.stdout, sys.stderr = streams
             for fd, copy in zip((1, 2), saved, strict=True):
                 os.dup2(copy, fd)
                 os.close(copy)

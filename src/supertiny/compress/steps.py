@@ -101,7 +101,8 @@ def vocab_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     ]
     covered = sum(all(i in kept for i in ids) for ids in test_prompts)
     model, tok, info = vocab.prune_vocabulary(model, tok, keep)
-    (ctx.step_dir / "kept_ids.json").write_text(json.dumps(keep), encoding="utf-8")
+    kept_list = info.pop("keep")  # the ids actually kept (special ids added, rowless dropped)
+    (ctx.step_dir / "kept_ids.json").write_text(json.dumps(kept_list), encoding="utf-8")
     artifact, _ = _save_float(ctx, model, tok)
     info["texts"] = len(texts)
     if test_prompts:

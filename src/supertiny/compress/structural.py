@@ -1,24 +1,20 @@
-"""Structural pruning: drop whole decoder blocks (depth) or MLP channels and attention heads (width).
+"""Structural pruning: drop decoder blocks (depth), MLP channels and attention heads (width).
 
-Scores come from a small calibration set run through the model once with forward hooks:
+Scores come from a small calibration set, run once through the model with forward hooks:
+depth uses ShortGPT's Block Influence (Men et al., 2024, arXiv 2403.03853), the mean over
+real tokens of ``1 - cos(hidden_in, hidden_out)`` per block; width uses activation magnitude
+as in Minitron-style width pruning (Muralidharan et al., 2024, arXiv 2407.14679) over the
+coupled structures of LLM-Pruner (Ma et al., 2023): an MLP channel scores the mean
+``|act(gate(x)) * up(x)|`` (``down_proj``'s input), a query head the mean L2 norm of its slice
+of ``o_proj``'s input. Head pruning is GQA-aware: every KV group keeps as many query heads,
+k_proj/v_proj are untouched.
 
-- depth: ShortGPT's Block Influence (Men et al., 2024, arXiv 2403.03853): for each block,
-  the mean over real tokens of ``1 - cos(hidden_in, hidden_out)``; a block that barely turns
-  its input is the cheapest to remove.
-- width: activation magnitude, the criterion of Minitron-style width pruning (Muralidharan
-  et al., 2024, arXiv 2407.14679; LLM-Pruner, Ma et al., 2023, works on the same coupled
-  structures): an MLP channel scores the mean ``|act(gate(x)) * up(x)|`` (the input of
-  ``down_proj``), a query head the mean L2 norm of its slice of ``o_proj``'s input.
-
-Pruning edits the model in place and keeps its Hugging Face config consistent
-(``num_hidden_layers``, ``layer_types``, ``max_window_layers``, each attention's
-``layer_idx``; ``intermediate_size``, ``num_attention_heads`` and an explicit ``head_dim``),
-so the result saves with ``save_pretrained``, reloads with ``AutoModelForCausalLM`` and
-generates with its KV cache. Supported: Qwen2, Llama and models with the same layout
-(``model.model.layers[i].self_attn.{q,k,v,o}_proj``, ``.mlp.{gate,up,down}_proj``).
-Head pruning is GQA-aware: every KV group keeps the same number of query heads and the
-key/value projections are untouched. Written by hand because no maintained library does
-this for transformers 5 models; the stage ``compress`` calls it:
+Pruning is in place and keeps the Hugging Face config consistent (``num_hidden_layers``,
+``layer_types``, ``max_window_layers``, each attention's ``layer_idx``, ``intermediate_size``,
+``num_attention_heads``, an explicit ``head_dim``), so the model saves, reloads with
+``AutoModelForCausalLM`` and generates with its KV cache. Supported: Qwen2, Llama and the same
+layout (``model.model.layers[i].self_attn.{q,k,v,o}_proj``, ``.mlp.{gate,up,down}_proj``).
+Written by hand: no maintained library does this for transformers 5. Run by the stage:
 
     supertiny compress examples/smart_home/task.yaml --preset small
 
@@ -73,9 +69,9 @@ def count_params(model: nn.Module) -> int:
 
 
 def _head_dim(model: nn.Module) -> int:
-    attn = model.model.layers[0].self_attn
     config = model.config
-    return getattr(attn, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    fallback = config.hidden_size // config.num_attention_heads
+    return getattr(model.model.layers[0].self_attn, "head_dim", None) or fallback
 
 
 # ----- calibration -----------------------------------------------------------------------------
@@ -326,14 +322,6 @@ def _check_scores(step: str, scores, layers: int, size: int, fn: str) -> None:
         )
 
 
-def _check_width_target(what: str, target: int | None, current: int, low: int) -> None:
-    if target is not None and not low <= target <= current:
-        raise CompressError(
-            f"width pruning: {what}={target} must be between {low} and the current {current} "
-            "(pruning only removes)"
-        )
-
-
 def prune_width(
     model: nn.Module,
     intermediate_size: int | None = None,
@@ -349,27 +337,10 @@ def prune_width(
     (before, after), "heads": (before, after), "kept_heads": [[...] per layer] | None,
     "params_before", "params_after"}``.
     """
-    layers = decoder_layers(model, "width")
-    if intermediate_size is None and heads is None:
-        raise CompressError("width pruning: give `intermediate_size`, `heads` or both")
-    config = model.config
+    layers, config = decoder_layers(model, "width"), model.config
     channels = layers[0].mlp.down_proj.in_features
     num_heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    _check_width_target("intermediate_size", intermediate_size, channels, 1)
-    _check_width_target("heads", heads, num_heads, kv_heads)
-    allowed = _allowed_heads(model) if heads is not None else []
-    if heads is not None and heads not in allowed:
-        raise CompressError(
-            f"width pruning: heads={heads} must be a multiple of num_key_value_heads={kv_heads} "
-            f"(every KV group keeps as many query heads) that {type(config).__name__} accepts; "
-            f"allowed: {allowed}"
-        )
-    prune_mlp = intermediate_size is not None and intermediate_size < channels
-    prune_heads = heads is not None and heads < num_heads
-    if prune_mlp:
-        _check_scores("intermediate_size", mlp_scores, len(layers), channels, "mlp_channel_scores")
-    if prune_heads:
-        _check_scores("heads", head_scores, len(layers), num_heads, "head_scores")
+    prune_mlp, prune_heads = _width_plan(model, intermediate_size, heads, mlp_scores, head_scores)
     before = count_params(model)
     if prune_mlp:
         for layer, scores in zip(layers, mlp_scores, strict=True):
@@ -395,6 +366,44 @@ def prune_width(
         "params_before": before,
         "params_after": count_params(model),
     }
+
+
+def _width_plan(
+    model: nn.Module,
+    intermediate_size: int | None,
+    heads: int | None,
+    mlp_scores: list[Tensor] | None,
+    head_scores: list[Tensor] | None,
+) -> tuple[bool, bool]:
+    """Validate a width request before anything changes; returns (prune MLP?, prune heads?)."""
+    if intermediate_size is None and heads is None:
+        raise CompressError("width pruning: give `intermediate_size`, `heads` or both")
+    layers, config = model.model.layers, model.config
+    channels = layers[0].mlp.down_proj.in_features
+    num_heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    for what, target, low, current in (
+        ("intermediate_size", intermediate_size, 1, channels),
+        ("heads", heads, kv_heads, num_heads),
+    ):
+        if target is not None and not low <= target <= current:
+            raise CompressError(
+                f"width pruning: {what}={target} must be between {low} and the current "
+                f"{current} (pruning only removes)"
+            )
+    allowed = _allowed_heads(model) if heads is not None else []
+    if heads is not None and heads not in allowed:
+        raise CompressError(
+            f"width pruning: heads={heads} must be a multiple of num_key_value_heads={kv_heads} "
+            f"(every KV group keeps as many query heads) that {type(config).__name__} accepts; "
+            f"allowed: {allowed}"
+        )
+    prune_mlp = intermediate_size is not None and intermediate_size < channels
+    prune_heads = heads is not None and heads < num_heads
+    if prune_mlp:
+        _check_scores("intermediate_size", mlp_scores, len(layers), channels, "mlp_channel_scores")
+    if prune_heads:
+        _check_scores("heads", head_scores, len(layers), num_heads, "head_scores")
+    return prune_mlp, prune_heads
 
 
 def _prune_mlp(mlp: nn.Module, keep: Tensor) -> None:

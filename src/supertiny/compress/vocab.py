@@ -24,21 +24,15 @@ BPE (Qwen2, Llama 3, GPT-2) is supported, where that edit is safe. Run its tests
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from supertiny.compress import CompressError
 
-SPECIAL_ATTRS = (
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-)
+SPECIAL_ATTRS = tuple(f"{n}_token" for n in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"))
 ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 CARRIED = ("padding_side", "truncation_side", "model_max_length", "clean_up_tokenization_spaces")
 
@@ -46,8 +40,9 @@ CARRIED = ("padding_side", "truncation_side", "model_max_length", "clean_up_toke
 def kept_ids(tokenizer, texts: list[str], extra_ids: Iterable[int] = ()) -> list[int]:
     """Sorted old ids to keep for ``texts`` (encoded without adding special tokens).
 
-    The set holds every token of every text, all added/special tokens, the 256 single-byte
-    tokens, ``extra_ids``, and its closure over BPE merges (a kept merge result keeps both parts).
+    The set holds every token of every text, all added/special tokens (and those the
+    post-processor inserts), the 256 single-byte tokens, ``extra_ids``, and its closure over
+    BPE merges (a kept merge result keeps both parts).
     """
     if not texts:
         raise CompressError(
@@ -58,9 +53,8 @@ def kept_ids(tokenizer, texts: list[str], extra_ids: Iterable[int] = ()) -> list
     model = spec["model"]
     vocab: dict[str, int] = model["vocab"]
     keep = {i for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in ids}
-    keep |= (
-        {t["id"] for t in spec["added_tokens"]} | set(tokenizer.all_special_ids) | set(extra_ids)
-    )
+    keep |= {t["id"] for t in spec["added_tokens"]} | set(tokenizer.all_special_ids)
+    keep |= _processor_ids(spec.get("post_processor")) | set(extra_ids)
     from tokenizers.pre_tokenizers import ByteLevel
 
     keep |= {vocab[c] for c in ByteLevel.alphabet() if c in vocab}
@@ -68,7 +62,7 @@ def kept_ids(tokenizer, texts: list[str], extra_ids: Iterable[int] = ()) -> list
 
 
 def prune_vocabulary(model, tokenizer, keep: list[int]) -> tuple[Any, Any, dict]:
-    """Restrict ``model`` (in place) and ``tokenizer`` to the ids in ``keep``; new id ``i`` = ``keep[i]``.
+    """Restrict ``model`` (in place) and ``tokenizer`` to ``keep``: new id ``i`` is old ``keep[i]``.
 
     Special ids of the config/generation config are added to ``keep``; ids with no embedding
     row or no token are dropped. ``info["keep"]`` is the list actually used. Returns
@@ -80,19 +74,9 @@ def prune_vocabulary(model, tokenizer, keep: list[int]) -> tuple[Any, Any, dict]
     keep = _final_keep(keep, model, spec, rows)
     new_of = {old: new for new, old in enumerate(keep)}
     new_tokenizer = _prune_tokenizer(tokenizer, spec, new_of)
-    params_before = _count(model)
+    info = {"vocab_before": rows, "vocab_after": len(keep), "params_before": _count(model)}
     _prune_model(model, embed, head, keep, new_of)
-    return (
-        model,
-        new_tokenizer,
-        {
-            "vocab_before": rows,
-            "vocab_after": len(keep),
-            "params_before": params_before,
-            "params_after": _count(model),
-            "keep": keep,
-        },
-    )
+    return model, new_tokenizer, info | {"params_after": _count(model), "keep": keep}
 
 
 # ---- tokenizer ---------------------------------------------------------------------------------
@@ -102,9 +86,8 @@ def _tokenizer_json(tokenizer) -> dict:
     """The fast tokenizer's ``tokenizers`` JSON, after checking it is a byte-level BPE."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise CompressError(
-            f"vocabulary pruning needs a fast (tokenizers-backed) tokenizer; got {type(tokenizer).__name__}"
-        )
+        name = type(tokenizer).__name__
+        raise CompressError(f"vocabulary pruning needs a fast (tokenizers) tokenizer; got {name}")
     spec = json.loads(backend.to_str())
     model = spec["model"]
     kind = model.get("type", "unknown")
@@ -115,7 +98,7 @@ def _tokenizer_json(tokenizer) -> dict:
     if kind != "BPE":
         raise CompressError(
             "vocabulary pruning supports byte-level BPE tokenizers (Qwen2, Llama 3, GPT-2 style); "
-            f"this tokenizer is {kind}. Leave the vocab step out of the compress config for this model."
+            f"this tokenizer is {kind}. Leave the vocab step out of the compress config for it."
         )
     return spec
 
@@ -166,7 +149,7 @@ def _final_keep(keep: Iterable[int], model, spec: dict, rows: int) -> list[int]:
     for config in (model.config, getattr(model, "generation_config", None)):
         for field in ID_FIELDS:
             value = getattr(config, field, None)
-            ids |= set(value if isinstance(value, list) else [] if value is None else [value])
+            ids |= set(value) if isinstance(value, list) else {value} - {None}
     final = sorted(i for i in ids if 0 <= i < rows and i in tokens)
     if not final:
         raise CompressError(
@@ -176,7 +159,7 @@ def _final_keep(keep: Iterable[int], model, spec: dict, rows: int) -> list[int]:
 
 
 def _prune_tokenizer(tokenizer, spec: dict, new_of: dict[int, int]):
-    """A ``PreTrainedTokenizerFast`` over the kept tokens, renumbered by ``new_of`` (old -> new id)."""
+    """A ``PreTrainedTokenizerFast`` of the kept tokens, renumbered by ``new_of`` (old -> new)."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
@@ -187,17 +170,17 @@ def _prune_tokenizer(tokenizer, spec: dict, new_of: dict[int, int]):
     spec["added_tokens"] = [
         dict(t, id=new_of[t["id"]]) for t in spec["added_tokens"] if t["id"] in new_of
     ]
+    remap = functools.partial(_remap, new_of=new_of)
     if spec.get("padding") and "pad_id" in spec["padding"]:
-        spec["padding"]["pad_id"] = _remap(spec["padding"]["pad_id"], new_of, "padding.pad_id")
-    spec["post_processor"] = _remap_processor(spec.get("post_processor"), new_of)
+        spec["padding"]["pad_id"] = remap(spec["padding"]["pad_id"], "padding.pad_id")
+    spec["post_processor"] = _map_processor(spec.get("post_processor"), remap)
     backend = Tokenizer.from_str(json.dumps(spec))
     kept = set(backend.get_vocab())
     kwargs = {
-        name: str(getattr(tokenizer, name))
+        name: str(value)
         for name in SPECIAL_ATTRS
-        if getattr(tokenizer, name, None)
+        if (value := getattr(tokenizer, name, None)) and str(value) in kept
     }
-    kwargs = {name: value for name, value in kwargs.items() if value in kept}
     extra = [str(t) for t in (getattr(tokenizer, "extra_special_tokens", None) or [])]
     kwargs["extra_special_tokens"] = [t for t in extra if t in kept]
     kwargs |= {name: getattr(tokenizer, name) for name in CARRIED if hasattr(tokenizer, name)}
@@ -211,7 +194,7 @@ def _keeps_merge(merge: str | list[str], vocab: dict[str, int], model: dict) -> 
     return left in vocab and right in vocab and _merge_result(left, right, model) in vocab
 
 
-def _remap(old: int, new_of: dict[int, int], where: str) -> int:
+def _remap(old: int, where: str, new_of: dict[int, int]) -> int:
     if old not in new_of:
         raise CompressError(
             f"tokenizer {where} refers to id {old}, which is not kept; add it to extra_ids"
@@ -219,22 +202,29 @@ def _remap(old: int, new_of: dict[int, int], where: str) -> int:
     return new_of[old]
 
 
-def _remap_processor(node: Any, new_of: dict[int, int]) -> Any:
-    """Post-processor JSON with token ids renumbered (TemplateProcessing, Bert/Roberta, Sequence)."""
-    if node is None:
-        return None
-    kind = node.get("type")
+def _processor_ids(node: Any) -> set[int]:
+    """Ids a post-processor inserts (e.g. Llama 3's ``<|begin_of_text|>``)."""
+    ids: set[int] = set()
+    _map_processor(copy.deepcopy(node), lambda old, where: ids.add(old) or old)
+    return ids
+
+
+def _map_processor(node: Any, fn: Callable[[int, str], int]) -> Any:
+    """Post-processor JSON with every token id ``i`` replaced by ``fn(i, where)``, in place.
+
+    Handles TemplateProcessing (Llama 3 BOS), Bert/RobertaProcessing and Sequence; others
+    (ByteLevel) hold no ids.
+    """
+    kind = node.get("type") if isinstance(node, dict) else None
     if kind == "Sequence":
-        node["processors"] = [_remap_processor(p, new_of) for p in node["processors"]]
+        node["processors"] = [_map_processor(p, fn) for p in node["processors"]]
     elif kind == "TemplateProcessing":
         for name, special in node.get("special_tokens", {}).items():
-            special["ids"] = [
-                _remap(i, new_of, f"post_processor token {name}") for i in special["ids"]
-            ]
+            special["ids"] = [fn(i, f"post_processor token {name}") for i in special["ids"]]
     elif kind in ("BertProcessing", "RobertaProcessing"):
         for field in ("sep", "cls"):
             token, old = node[field]
-            node[field] = [token, _remap(old, new_of, f"post_processor {field}")]
+            node[field] = [token, fn(old, f"post_processor {field}")]
     return node
 
 
@@ -259,28 +249,22 @@ def _embeddings(model):
         )
     if head.out_features != embed.num_embeddings:
         raise CompressError(
-            f"{arch} has {embed.num_embeddings} embedding rows but {head.out_features} LM-head rows; "
-            "vocabulary pruning needs them equal"
+            f"{arch} has {embed.num_embeddings} embedding rows but {head.out_features} LM-head "
+            "rows; vocabulary pruning needs them equal"
         )
     return embed, head
 
 
 def _prune_model(model, embed, head, keep: list[int], new_of: dict[int, int]) -> None:
-    """Replace embedding rows ``[V, d] -> [len(keep), d]`` and head rows (+bias) likewise; remap ids."""
+    """Embedding ``[V, d] -> [len(keep), d]``, head weight (and bias) likewise; remap config ids."""
     import torch
     from torch import nn
 
     tied = head.weight is embed.weight
     rows, index = embed.num_embeddings, torch.tensor(keep, device=embed.weight.device)
-    pad = embed.padding_idx
+    pad = new_of.get(embed.padding_idx)
     with torch.no_grad():
-        new_embed = nn.Embedding(
-            len(keep),
-            embed.embedding_dim,
-            padding_idx=new_of.get(pad),
-            device="meta",
-            dtype=embed.weight.dtype,
-        )
+        new_embed = nn.Embedding(len(keep), embed.embedding_dim, padding_idx=pad, device="meta")
         new_embed.weight = _rows(embed.weight, index)
         new_head = nn.Linear(head.in_features, len(keep), bias=head.bias is not None, device="meta")
         new_head.weight = new_embed.weight if tied else _rows(head.weight, index)
@@ -292,7 +276,7 @@ def _prune_model(model, embed, head, keep: list[int], new_of: dict[int, int]) ->
         if getattr(module, "vocab_size", None) == rows:
             module.vocab_size = len(keep)
             if hasattr(module, "padding_idx"):
-                module.padding_idx = new_embed.padding_idx
+                module.padding_idx = pad
     for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
         config.vocab_size = len(keep)
     for config in (model.config, getattr(model, "generation_config", None)):

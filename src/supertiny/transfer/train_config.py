@@ -160,12 +160,17 @@ Step = Annotated[SftStep | RftStep | DpoStep | GrpoStep | KdStep, Field(discrimi
 STEP_KINDS = ("sft", "rft", "dpo", "grpo", "kd")
 
 
-class EvalConfig(cfg.Section):
+class EvalSettings(cfg.Section):
+    """Exact-match evaluation on the gold test set (shared by the train and compress stages)."""
+
     limit: int | None = Field(
         None, ge=1, description="Evaluate on the first N gold test records (all when unset)."
     )
     max_new_tokens: int = Field(128, ge=1, description="Longest answer generated.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate() call.")
+
+
+class EvalConfig(EvalSettings):
     before: bool = Field(True, description="Also evaluate the untrained student first.")
 
 

