@@ -141,15 +141,13 @@ def test_every_step_is_measured_and_reported(model, task, run_dir):
     changed = [*ALL_STEPS[:-1], {"kind": "gguf", "quant": "q4_0"}]
     compress.run(task, conf(changed), run_dir)
     assert len(list(stage.glob("07-gguf.old-*"))) == 1
+    assert not list(stage.glob("00-input.old-*"))  # the input model is measured once
     assert (stage / "06-gguf" / "step.json").stat().st_mtime_ns == stamps[
         stage / "06-gguf" / "step.json"
     ]
 
 
-def test_the_cli_prints_the_table_and_how_to_serve(model, run_dir, capsys, monkeypatch):
-    from supertiny.progress import console
-
-    monkeypatch.setattr(console, "width", 200)
+def test_the_cli_prints_the_table_and_how_to_serve(model, run_dir, capsys):
     steps = json.dumps([{"kind": "vocab"}, {"kind": "gguf", "quant": "f16"}])
     code = main(
         ["compress", str(TASK), "--run-dir", str(run_dir), "--model", str(model)]
@@ -158,7 +156,8 @@ def test_the_cli_prints_the_table_and_how_to_serve(model, run_dir, capsys, monke
     )
     out = capsys.readouterr().err
     assert code == 0
-    assert "01-vocab" in out and "02-gguf (llama.cpp)" in out and "speed-up" in out
+    assert "01-vocab" in out and "02-gguf f16" in out and "llama.cpp" in out
+    assert "p50 vs input" in out
     assert "supertiny serve --model" in out
     # the vocabulary step says when held-out prompts use tokens it did not keep
     report = json.loads((run_dir / "compress" / "compress_report.json").read_text())
@@ -202,3 +201,23 @@ def test_gguf_types_match_the_exporter():
     from supertiny.compress import gguf_export
 
     assert set(GGUF_QUANTS) <= set(gguf_export.QUANT_TYPES)
+
+
+def test_parameter_budgets_choose_depth_and_width(task, run_dir):
+    from supertiny.compress.measure import config_param_counts
+
+    source = config_param_counts(run_dir / "train" / "01-sft" / "model")["total"]
+    budget = source - 40_000  # more than one block of the tiny model (37k), less than two
+    steps = [
+        {"kind": "depth", "params": budget},
+        {"kind": "width", "heads": 2, "params": budget - 40_000},
+    ]
+    compress.run(task, conf(steps), run_dir)
+    report = json.loads((run_dir / "compress" / "compress_report.json").read_text())
+    depth, width = report["steps"]
+    assert depth["params"]["total"] <= budget and len(depth["info"]["dropped"]) == 2
+    assert width["params"]["total"] <= budget - 40_000
+    assert (
+        width["info"]["heads"] == [4, 2]
+        and width["info"]["params_before"] == depth["params"]["total"]
+    )

@@ -87,11 +87,15 @@ def fingerprint(path: Path) -> list[Any]:
 
 
 def _hashes(conf: CompressConfig, source: Path, labels: list[dict[str, Any]]) -> list[str]:
+    """Settings hashes of the input measurement and of every step (with all steps before it)."""
     base = conf.model_dump(mode="json", exclude={"steps", "eval", "latency"})
     base["source"] = fingerprint(source)
     base["data"] = config_hash({r["id"]: r["label"] for r in labels})
     steps = [s.model_dump(mode="json") for s in conf.steps]
-    return [config_hash({"base": base, "steps": steps[:i]}) for i in range(len(steps) + 1)]
+    measured_input = config_hash({"source": base["source"]})  # depends on the model alone
+    return [measured_input] + [
+        config_hash({"base": base, "steps": steps[: i + 1]}) for i in range(len(steps))
+    ]
 
 
 def _labels(conf: CompressConfig, run_dir: Path, task: Task) -> list[dict[str, Any]]:

@@ -46,11 +46,19 @@ class DepthStep(cfg.Section):
     drop: list[int] | None = Field(
         None, description="Or: the indices of the blocks to drop, chosen by hand."
     )
+    params: int | None = Field(
+        None,
+        ge=1,
+        description="Or: a budget of total parameters; the fewest blocks go that bring the model within it.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self):
-        if (self.layers is None) == (self.drop is None):
-            raise ValueError("give exactly one of 'layers' (blocks to keep) or 'drop' (indices)")
+        if sum(v is not None for v in (self.layers, self.drop, self.params)) != 1:
+            raise ValueError(
+                "give exactly one of 'layers' (blocks to keep), 'drop' (indices) or 'params' "
+                "(a parameter budget)"
+            )
         return self
 
 
@@ -65,10 +73,18 @@ class WidthStep(cfg.Section):
         description="Query heads kept per block; a multiple of the key/value heads (GQA groups keep equal sizes).",
     )
 
+    params: int | None = Field(
+        None,
+        ge=1,
+        description="Or, instead of intermediate_size: a budget of total parameters met by narrowing the MLPs (after this step's head pruning).",
+    )
+
     @model_validator(mode="after")
     def _some_target(self):
-        if self.intermediate_size is None and self.heads is None:
-            raise ValueError("give 'intermediate_size', 'heads' or both")
+        if self.intermediate_size is None and self.heads is None and self.params is None:
+            raise ValueError("give 'intermediate_size' or 'params', 'heads', or both")
+        if self.intermediate_size is not None and self.params is not None:
+            raise ValueError("give 'intermediate_size' or 'params', not both")
         return self
 
 

@@ -122,7 +122,7 @@ class LlamaCppRunner:
 
     backend = "llama.cpp"
 
-    def __init__(self, path: Path, tokenizer, max_new_tokens: int, threads: int, n_ctx: int = 2048):
+    def __init__(self, path: Path, tokenizer, max_new_tokens: int, threads: int, n_ctx: int = 4096):
         try:
             from llama_cpp import Llama
         except ImportError:

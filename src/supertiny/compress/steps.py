@@ -134,10 +134,13 @@ def depth_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
 
     model, tok = ctx.load()
     before = ctx.float_dir
+    layers = step.layers
+    if step.params is not None:
+        layers = structural.budget_target(model, step.params, "depth")
     scores = None
-    if step.layers is not None:
+    if layers is not None:
         scores = structural.block_influence(model, _calibration(ctx, tok))
-    info = structural.prune_depth(model, layers=step.layers, drop=step.drop, scores=scores)
+    info = structural.prune_depth(model, layers=layers, drop=step.drop, scores=scores)
     artifact, _ = _save_float(ctx, model, tok)
     ctx.pruned_from = ctx.pruned_from or before
     info["pruned_from"] = str(ctx.pruned_from)
@@ -154,15 +157,21 @@ def width_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     model, tok = ctx.load()
     before = ctx.float_dir
     batches = _calibration(ctx, tok)
-    mlp = structural.mlp_channel_scores(model, batches) if step.intermediate_size else None
+    narrow = step.intermediate_size is not None or step.params is not None
+    mlp = structural.mlp_channel_scores(model, batches) if narrow else None
     heads = structural.head_scores(model, batches) if step.heads else None
-    info = structural.prune_width(
-        model,
-        intermediate_size=step.intermediate_size,
-        heads=step.heads,
-        mlp_scores=mlp,
-        head_scores=heads,
-    )
+    size = step.intermediate_size
+    if step.params is None:  # one call: every target is checked before anything changes
+        info = structural.prune_width(
+            model, intermediate_size=size, heads=step.heads, mlp_scores=mlp, head_scores=heads
+        )
+    else:  # heads first, then the MLP width that meets the budget
+        first = {"params_before": structural.count_params(model)}
+        if step.heads:
+            first = structural.prune_width(model, heads=step.heads, head_scores=heads)
+        size = structural.budget_target(model, step.params, "width")
+        info = structural.prune_width(model, intermediate_size=size, mlp_scores=mlp)
+        info |= {k: v for k, v in first.items() if k in ("params_before", "heads", "kept_heads")}
     artifact, _ = _save_float(ctx, model, tok)
     ctx.pruned_from = ctx.pruned_from or before
     info["pruned_from"] = str(ctx.pruned_from)
