@@ -25,6 +25,7 @@ from tests.tiny_models import tiny_student, tiny_tokenizer  # noqa: E402
 
 from supertiny.compress import CompressError  # noqa: E402
 from supertiny.compress import gguf_export as ge  # noqa: E402
+from supertiny.compress import gguf_vocab as gv  # noqa: E402
 
 LOGPROB_ATOL = 2e-2
 INIT = {"initializer_range": 0.1}
@@ -230,13 +231,13 @@ def test_llama_cpp_tokenizes_like_hf(built, tmp_path):
     tok = AutoTokenizer.from_pretrained(model_dir)
     texts = [
         tok.apply_chat_template(MESSAGES, tools=TOOLS, add_generation_prompt=True, tokenize=False),
-        ge.sample_text(tok),
+        gv.sample_text(tok),
         'x  =  {"a": 12345}\n\n\t<tool_call>ünïcode — 你好</tool_call>',
     ]
-    ge.verify_tokenizer(path, model_dir, texts)  # raises on any difference
+    gv.verify_tokenizer(path, model_dir, texts)  # raises on any difference
     tiny_tokenizer(300).save_pretrained(tmp_path)  # fewer merges: other ids for the same text
     with pytest.raises(CompressError, match="tokenizes differently"):
-        ge.verify_tokenizer(path, tmp_path, texts[:1])
+        gv.verify_tokenizer(path, tmp_path, texts[:1])
 
 
 def test_q8_0_and_q4_k_m_are_smaller_and_load(built, tmp_path):
@@ -334,7 +335,7 @@ def test_unknown_quant_and_rope(built, tmp_path):
         ge._rope({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e6}})
 
 
-QWEN2_RE = next(k for k, v in ge.PRE_TOKENIZERS.items() if v == "qwen2")
+QWEN2_RE = next(k for k, v in gv.PRE_TOKENIZERS.items() if v == "qwen2")
 
 
 @pytest.mark.parametrize(
@@ -367,11 +368,11 @@ QWEN2_RE = next(k for k, v in ge.PRE_TOKENIZERS.items() if v == "qwen2")
     ],
 )
 def test_pre_tokenizer_names(pre, name):
-    assert ge._pre_tokenizer(pre) == name
+    assert gv.pre_tokenizer_name(pre) == name
 
 
 def test_unknown_pre_tokenizer_is_an_error():
     with pytest.raises(CompressError, match="unknown pre-tokenizer"):
-        ge._pre_tokenizer(
+        gv.pre_tokenizer_name(
             {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "x"}}]}
         )

@@ -21,6 +21,7 @@ from transformers import (  # noqa: E402
 )
 
 from supertiny.compress import CompressError  # noqa: E402
+from supertiny.compress import importance as imp  # noqa: E402
 from supertiny.compress import structural as st  # noqa: E402
 
 ASSETS = Path("tests/assets/tiny_task")
@@ -44,7 +45,7 @@ def batches(tokenizer):
         for line in (ASSETS / name).read_text(encoding="utf-8").splitlines():
             messages = json.loads(line)["messages"]
             texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
-    return st.calibration_batches(tokenizer, texts, max_length=48, batch_size=4)
+    return imp.calibration_batches(tokenizer, texts, max_length=48, batch_size=4)
 
 
 @pytest.fixture(params=["qwen2", "llama"])
@@ -100,7 +101,7 @@ def make_identity(layer):
 # ----- calibration -------------------------------------------------------------------------------
 def test_calibration_batches_pad_on_the_right(tokenizer):
     texts = ["table for 4 in Paris", "hi", "book 2 seats in Rome please, at eight"]
-    batches = st.calibration_batches(tokenizer, texts, max_length=6, batch_size=2)
+    batches = imp.calibration_batches(tokenizer, texts, max_length=6, batch_size=2)
     assert [b["input_ids"].shape[0] for b in batches] == [2, 1]
     for batch in batches:
         mask = batch["attention_mask"]
@@ -114,15 +115,15 @@ def test_calibration_batches_pad_on_the_right(tokenizer):
 @pytest.mark.parametrize("texts", [[], ["", ""]])
 def test_calibration_batches_refuse_an_empty_set(tokenizer, texts):
     with pytest.raises(CompressError, match="calibration set is empty"):
-        st.calibration_batches(tokenizer, texts, max_length=16, batch_size=2)
+        imp.calibration_batches(tokenizer, texts, max_length=16, batch_size=2)
 
 
 # ----- depth -------------------------------------------------------------------------------------
 def test_block_influence_shape_range_and_identity_block(model, batches):
-    scores = st.block_influence(model, batches)
+    scores = imp.block_influence(model, batches)
     assert len(scores) == 4 and all(0 <= s <= 2 for s in scores)
     make_identity(model.model.layers[2])
-    scores = st.block_influence(model, batches)
+    scores = imp.block_influence(model, batches)
     assert scores[2] < 1e-6 and min(scores[:2] + scores[3:]) > 1e-4
     info = st.prune_depth(model, layers=3, scores=scores)
     assert info["dropped"] == [2] and info["params_after"] < info["params_before"]
@@ -153,13 +154,13 @@ def test_equal_layer_count_is_a_no_op(model, batches):
 
 # ----- width -------------------------------------------------------------------------------------
 def test_score_shapes(model, batches):
-    channels, heads = st.mlp_channel_scores(model, batches), st.head_scores(model, batches)
+    channels, heads = imp.mlp_channel_scores(model, batches), imp.head_scores(model, batches)
     assert [c.shape for c in channels] == [(128,)] * 4 and all((c > 0).all() for c in channels)
     assert [h.shape for h in heads] == [(8,)] * 4 and all((h > 0).all() for h in heads)
 
 
 def test_width_pruning_shapes_config_and_generation(model, batches, prompt):
-    mlp, heads = st.mlp_channel_scores(model, batches), st.head_scores(model, batches)
+    mlp, heads = imp.mlp_channel_scores(model, batches), imp.head_scores(model, batches)
     info = st.prune_width(model, intermediate_size=96, heads=4, mlp_scores=mlp, head_scores=heads)
     assert info["intermediate_size"] == (128, 96) and info["heads"] == (8, 4)
     assert info["params_after"] < info["params_before"]
@@ -184,7 +185,7 @@ def test_pruning_dead_channels_keeps_logits(model, batches, prompt):
         for layer in model.model.layers:
             layer.mlp.up_proj.weight[dead] = 0  # act(gate(x)) * 0: the channel never fires
     before = logits(model, prompt)
-    scores = st.mlp_channel_scores(model, batches)
+    scores = imp.mlp_channel_scores(model, batches)
     assert all((s[dead] == 0).all() for s in scores)
     st.prune_width(model, intermediate_size=128 - len(dead), mlp_scores=scores)
     torch.testing.assert_close(logits(model, prompt), before, rtol=1e-5, atol=1e-5)
@@ -210,8 +211,8 @@ def test_heads_are_chosen_inside_each_kv_group():
 
 # ----- both, saved and reloaded --------------------------------------------------------------------
 def test_pruned_model_saves_reloads_and_generates(model, batches, prompt, tmp_path):
-    st.prune_depth(model, layers=3, scores=st.block_influence(model, batches))
-    mlp, heads = st.mlp_channel_scores(model, batches), st.head_scores(model, batches)
+    st.prune_depth(model, layers=3, scores=imp.block_influence(model, batches))
+    mlp, heads = imp.mlp_channel_scores(model, batches), imp.head_scores(model, batches)
     keep = 4 if isinstance(model, LlamaForCausalLM) else 6  # LlamaConfig: 64 % heads == 0
     st.prune_width(model, intermediate_size=64, heads=keep, mlp_scores=mlp, head_scores=heads)
     model.save_pretrained(tmp_path)
@@ -226,10 +227,10 @@ def test_pruned_model_saves_reloads_and_generates(model, batches, prompt, tmp_pa
 def test_prune_to_budget(model, batches):
     total = st.count_params(model)
     block = sum(p.numel() for p in model.model.layers[0].parameters())
-    info = st.prune_to_budget(model, total - block, "depth", st.block_influence(model, batches))
+    info = st.prune_to_budget(model, total - block, "depth", imp.block_influence(model, batches))
     assert len(info["dropped"]) == 1 and info["params_after"] == total - block
     budget = info["params_after"] - 3 * 50 * 3 * 64  # 50 fewer channels in each of 3 layers
-    info = st.prune_to_budget(model, budget, "width", st.mlp_channel_scores(model, batches), 16)
+    info = st.prune_to_budget(model, budget, "width", imp.mlp_channel_scores(model, batches), 16)
     assert info["intermediate_size"] == (128, 64)  # 78 rounded down to a multiple of 16
     assert info["params_after"] <= budget
     with pytest.raises(CompressError, match="out of reach"):
@@ -293,7 +294,7 @@ def test_width_equal_sizes_are_a_no_op(model):
 
 def test_empty_batches_are_refused(model):
     with pytest.raises(CompressError, match="calibration set is empty"):
-        st.block_influence(model, [])
+        imp.block_influence(model, [])
 
 
 def test_unsupported_architecture_is_named():
@@ -303,4 +304,4 @@ def test_unsupported_architecture_is_named():
     ):
         st.prune_depth(gpt2, drop=[0])
     with pytest.raises(CompressError, match="width pruning: unsupported architecture GPT2LMHead"):
-        st.mlp_channel_scores(gpt2, [])
+        imp.mlp_channel_scores(gpt2, [])

@@ -117,20 +117,20 @@ def vocab_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _calibration(ctx: CompressContext, tok):
-    from supertiny.compress import structural
+    from supertiny.compress import importance
 
     cal = ctx.conf.calibration
     texts = labelled_texts(ctx, tok) or [
         prompt_text(tok, ctx.task, r) for r in ctx.task.records("unlabeled")
     ]
-    return structural.calibration_batches(tok, texts[: cal.samples], cal.max_length, cal.batch_size)
+    return importance.calibration_batches(tok, texts[: cal.samples], cal.max_length, cal.batch_size)
 
 
 def depth_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     """Drop whole transformer blocks: the least important by block influence (1 - cosine
     similarity of a block's input and output hidden states on calibration examples from the
     labelled data), or the indices given in ``drop``. Follow with ``recover``."""
-    from supertiny.compress import structural
+    from supertiny.compress import importance, structural
 
     model, tok = ctx.load()
     before = ctx.float_dir
@@ -139,7 +139,7 @@ def depth_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
         layers = structural.budget_target(model, step.params, "depth")
     scores = None
     if layers is not None:
-        scores = structural.block_influence(model, _calibration(ctx, tok))
+        scores = importance.block_influence(model, _calibration(ctx, tok))
     info = structural.prune_depth(model, layers=layers, drop=step.drop, scores=scores)
     artifact, _ = _save_float(ctx, model, tok)
     ctx.pruned_from = ctx.pruned_from or before
@@ -152,14 +152,14 @@ def width_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     query heads with the largest mean output norm on calibration examples. Heads are pruned
     inside each key/value group alike, so grouped-query attention stays valid. Follow with
     ``recover``."""
-    from supertiny.compress import structural
+    from supertiny.compress import importance, structural
 
     model, tok = ctx.load()
     before = ctx.float_dir
     batches = _calibration(ctx, tok)
     narrow = step.intermediate_size is not None or step.params is not None
-    mlp = structural.mlp_channel_scores(model, batches) if narrow else None
-    heads = structural.head_scores(model, batches) if step.heads else None
+    mlp = importance.mlp_channel_scores(model, batches) if narrow else None
+    heads = importance.head_scores(model, batches) if step.heads else None
     size = step.intermediate_size
     if step.params is None:  # one call: every target is checked before anything changes
         info = structural.prune_width(
