@@ -81,8 +81,9 @@ def tiny_tokenizer(vocab_size: int = 400):
     return tok
 
 
-def tiny_config(vocab_size: int, **overrides):
-    from transformers import Qwen2Config
+def tiny_config(vocab_size: int, arch: str = "qwen2", **overrides):
+    """A 2-layer, hidden-64 config of ``arch`` ("qwen2", with q/k/v biases, or "llama")."""
+    from transformers import LlamaConfig, Qwen2Config
 
     values = dict(
         vocab_size=vocab_size,
@@ -95,23 +96,25 @@ def tiny_config(vocab_size: int, **overrides):
         tie_word_embeddings=False,
     )
     values.update(overrides)
-    return Qwen2Config(**values)
+    return {"qwen2": Qwen2Config, "llama": LlamaConfig}[arch](**values)
 
 
-def tiny_student(directory: Path, seed: int = 0, vocab_size: int = 400, **overrides) -> Path:
-    """Save a tiny random Qwen2 model + tokenizer under ``directory`` and return it."""
+def tiny_student(
+    directory: Path, seed: int = 0, vocab_size: int = 400, arch: str = "qwen2", **overrides
+) -> Path:
+    """Save a tiny random model (Qwen2 unless ``arch="llama"``) + tokenizer under ``directory``."""
     import torch
-    from transformers import Qwen2ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     directory = Path(directory)
     if (directory / "config.json").exists():
         return directory
     tok = tiny_tokenizer(vocab_size)
     torch.manual_seed(seed)
-    config = tiny_config(len(tok), **overrides)
+    config = tiny_config(len(tok), arch, **overrides)
     config.eos_token_id = tok.eos_token_id
     config.pad_token_id = tok.pad_token_id
-    model = Qwen2ForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(directory)

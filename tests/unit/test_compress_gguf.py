@@ -43,24 +43,7 @@ MESSAGES = [{"role": "user", "content": "Turn on the kitchen light at 07:30, ple
 
 
 def tiny_llama(directory: Path, **overrides) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = tiny_tokenizer()
-    torch.manual_seed(1)
-    values = dict(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        eos_token_id=tok.eos_token_id,
-        **INIT,
-    )
-    LlamaForCausalLM(LlamaConfig(**(values | overrides))).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return tiny_student(directory, seed=1, arch="llama", **INIT, **overrides)
 
 
 def padded_student(directory: Path, extra: int = 13) -> Path:

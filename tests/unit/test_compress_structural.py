@@ -10,13 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.tiny_models import tiny_student  # noqa: E402
+from tests.tiny_models import tiny_config, tiny_student  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
     LlamaForCausalLM,
 )
 
@@ -53,16 +52,8 @@ def model(request, qwen_dir, tokenizer):
     if request.param == "qwen2":
         return AutoModelForCausalLM.from_pretrained(qwen_dir).eval()
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        max_position_embeddings=1024,
-        tie_word_embeddings=False,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **SIZES,
-    )
+    config = tiny_config(len(tokenizer), "llama", **SIZES)
+    config.eos_token_id, config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     return LlamaForCausalLM(config).eval()
 
 

@@ -9,12 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.tiny_models import tiny_config, tiny_student, tiny_tokenizer  # noqa: E402
+from tests.tiny_models import tiny_student  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
 
@@ -43,29 +41,13 @@ def in_domain(tok) -> list[str]:
     return texts
 
 
-def tiny_llama(directory: Path) -> Path:
-    tok = tiny_tokenizer(VOCAB)
-    torch.manual_seed(0)
-    values = tiny_config(len(tok)).to_dict()
-    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-    config = LlamaConfig(vocab_size=len(tok), **{k: values[k] for k in keys}, num_key_value_heads=2)
-    config.eos_token_id, config.pad_token_id, config.bos_token_id = (
-        tok.eos_token_id,
-        tok.pad_token_id,
-        1,
-    )
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("vocab")
     return {
         "untied": tiny_student(root / "untied", vocab_size=VOCAB),
         "tied": tiny_student(root / "tied", vocab_size=VOCAB, tie_word_embeddings=True),
-        "llama": tiny_llama(root / "llama"),
+        "llama": tiny_student(root / "llama", vocab_size=VOCAB, arch="llama", bos_token_id=1),
     }
 
 
