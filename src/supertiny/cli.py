@@ -314,7 +314,7 @@ def print_compress_table(report_path: Path) -> None:
             f"{lat['p50_s']:.2f} s",
             f"{lat['p95_s']:.2f} s",
             "" if lat.get("decode_tok_s") is None else f"{lat['decode_tok_s']:,.1f}",
-            "" if speed is None else f"{speed:.1f}x faster",
+            _speed(speed),
         )
     width = console.width
     if not console.is_terminal:  # a log file or pipe gets whole rows, not 80 wrapped columns
@@ -323,6 +323,12 @@ def print_compress_table(report_path: Path) -> None:
         console.print(table)
     finally:
         console.width = width
+
+
+def _speed(ratio: float | None) -> str:
+    if ratio is None:
+        return ""
+    return f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
 
 
 def _add_compress(parser: argparse.ArgumentParser) -> None:

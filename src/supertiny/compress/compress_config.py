@@ -217,7 +217,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
     },
     # Everything: vocabulary, 4 fewer blocks, narrower MLPs, recovery by distillation from
-    # the model before pruning, then torchao int8 and llama.cpp Q4_K_M.
+    # the model before pruning, then torchao int8 and llama.cpp Q4_K_M and Q8_0.
     "full": {
         "steps": [
             {"kind": "vocab"},
@@ -225,8 +225,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"kind": "width", "intermediate_size": 3840},
             {"kind": "recover", "epochs": 2},
             {"kind": "torchao", "scheme": "int8_weight"},
-            {"kind": "gguf", "quant": "q8_0"},
             {"kind": "gguf", "quant": "q4_k_m"},
+            {"kind": "gguf", "quant": "q8_0"},
         ],
     },
 }
