@@ -59,20 +59,29 @@ def test_vocabulary_pruning_takes_the_student_below_0_4b(compressed):
     assert vocab["info"]["vocab_after"] < 20_000
 
 
-def test_the_pruned_vocabulary_answers_as_the_full_one(compressed):
-    """Greedy decoding is unchanged wherever the full model's answer uses kept tokens."""
-    from transformers import AutoTokenizer
+def test_the_pruned_vocabulary_is_exact_on_in_domain_text(compressed):
+    """Same tokens (renumbered) and the same logits on the kept ids, on a labelled example."""
+    import torch
 
+    from supertiny.task import Task
     from supertiny.transfer import student as st
+    from supertiny.transfer.data import answer_text, prompt_text
 
-    kept = set(json.loads((compressed / "01-vocab" / "kept_ids.json").read_text()))
-    tok = AutoTokenizer.from_pretrained(st.model_dir("student"))
-    full = {r["id"]: r["output"] for r in iter_jsonl(compressed / "00-input" / "eval.jsonl")}
-    pruned = {r["id"]: r["output"] for r in iter_jsonl(compressed / "01-vocab" / "eval.jsonl")}
-    in_domain = [k for k, text in full.items() if set(tok(text)["input_ids"]) <= kept]
-    assert in_domain, full
-    for key in in_domain:
-        assert pruned[key] == full[key]
+    task = Task.load(TASK)
+    record = json.loads((compressed.parent / "label" / "labeled.jsonl").read_text().splitlines()[0])
+    kept = json.loads((compressed / "01-vocab" / "kept_ids.json").read_text())
+    full, full_tok = st.load("student", "cpu", "float32")
+    pruned, pruned_tok = st.load(str(compressed / "01-vocab" / "model"), "cpu", "float32")
+    text = prompt_text(full_tok, task, record) + answer_text(
+        full_tok, task, record, record["label"]
+    )
+    old_ids = full_tok(text, add_special_tokens=False)["input_ids"]
+    new_ids = pruned_tok(text, add_special_tokens=False)["input_ids"]
+    assert [kept[i] for i in new_ids] == old_ids
+    with torch.no_grad():
+        want = full(torch.tensor([old_ids])).logits[0][:, kept]
+        got = pruned(torch.tensor([new_ids])).logits[0]
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
 
 
 def test_depth_pruning_and_recovery_are_reported(compressed):
