@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=170)  # whole rows in a log file too
     report = json.loads((Path(args.run_dir) / "compress" / "compress_report.json").read_text())
     task = Task.load(args.task)
     records = test_records(task, args.requests)
@@ -121,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         del runner
         per_token = bytes_per_token(row)
         bound = bandwidth / per_token
+        detail = (row.get("info") or {}).get("quant") or (row.get("info") or {}).get("scheme")
         rows.append(
             {
-                "name": row["name"],
+                "name": f"{row['name']} {detail or ''}".strip(),
                 "backend": timing["backend"],
                 "params": row["params"]["total"],
                 "bytes": row["bytes"],

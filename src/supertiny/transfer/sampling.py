@@ -87,12 +87,13 @@ def _logged(
     rows, then return the logged rows of ``records``: an interrupted run resumes here."""
     with RecordLog(log_path) as log:
         todo = [r for r in records if r["id"] not in log]
-        with bar(len(todo), title) as advance:
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                for row in rows_for(chunk, start):
-                    log.append(row)
-                advance(len(chunk))
+        if todo:
+            with bar(len(todo), title) as advance:
+                for start in range(0, len(todo), batch_size):
+                    chunk = todo[start : start + batch_size]
+                    for row in rows_for(chunk, start):
+                        log.append(row)
+                    advance(len(chunk))
     wanted = {r["id"] for r in records}
     return [row for row in read_jsonl(log_path) if row["id"] in wanted]
 
