@@ -137,22 +137,26 @@ def test_tool_call(client):
     assert "kitchen" in arguments["device_id"]
 
 
-def test_tool_choice_required_and_named_prefill_the_call(client):
-    # The answer is pre-filled with the template's <tool_call> opening (a nudge, not yet a
-    # grammar): an actionable request comes back as a call even when the model would chat.
-    required = tool_request(client, "kitchen light, 50 please", tool_choice="required")
-    assert required.choices[0].message.tool_calls, required.choices[0].message
-    chit_chat = tool_request(client, "hello, how are you today?", tool_choice="required")
-    message = chit_chat.choices[0].message
-    assert message.tool_calls or message.content.startswith("<tool_call>")
+def test_forced_calls_are_constrained_to_the_schemas(client):
+    """With tool_choice required or named, a grammar admits only valid calls: even chit-chat
+    and nonsense come back as calls of a listed tool with schema-valid arguments."""
+    import jsonschema
+
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    for text in ("kitchen light, 50 please", "hello, how are you today?", "asdf qwerty ???"):
+        response = tool_request(client, text, tool_choice="required")
+        choice = response.choices[0]
+        assert choice.finish_reason == "tool_calls", choice.message
+        for call in choice.message.tool_calls:
+            jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
     named = tool_request(
         client,
-        "make the kitchen a bit brighter",
+        "hello there",
         tool_choice={"type": "function", "function": {"name": "set_brightness"}},
     )
-    call = named.choices[0].message.tool_calls[0]
+    (call,) = named.choices[0].message.tool_calls
     assert call.function.name == "set_brightness"
-    assert isinstance(json.loads(call.function.arguments), dict)
+    jsonschema.validate(json.loads(call.function.arguments), schemas["set_brightness"])
 
 
 def test_same_prefix_reuses_the_kv_cache(client):

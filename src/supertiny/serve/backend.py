@@ -74,7 +74,7 @@ class ChatRequest:
     """OpenAI tool specs to render into the prompt (None: a prompt without tools)."""
     tool_choice: str = "auto"
     """"auto" | "none" | "required" | a function name. Backends may constrain decoding
-    for "required" or a name (the llama.cpp backend leaves a seam for a grammar)."""
+    for "required" or a name (the llama.cpp backend samples under a tool-call grammar)."""
     params: SamplingParams = field(default_factory=SamplingParams)
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
 import random
 import threading
@@ -52,6 +53,9 @@ from supertiny.serve.backend import (
     StopMatcher,
     token_logprob,
 )
+from supertiny.serve.grammar import OPEN, tool_call_grammar
+
+log = logging.getLogger(__name__)
 
 
 def default_threads() -> int:
@@ -118,6 +122,7 @@ class LlamaCppBackend:
             add_generation_prompt=True,
         )
         self._lock = threading.Lock()
+        self._grammars: dict[tuple[str, str], Any] = {}
 
     # ---- the Backend interface --------------------------------------------------------
 
@@ -125,7 +130,8 @@ class LlamaCppBackend:
         with self._lock:
             self._check_open()
             prompt = self._prompt_ids(request.messages, request.tools)
-            opening = self._call_opening(request)
+            grammar = self._grammar(request)
+            opening = self._call_opening(request, constrained=grammar is not None)
             if opening:
                 prompt += self._llm.tokenize(opening.encode("utf-8"), add_bos=False, special=True)
                 if on_delta is not None:
@@ -133,7 +139,7 @@ class LlamaCppBackend:
             if len(prompt) >= self.n_ctx:
                 raise ContextLengthError(len(prompt), self.n_ctx)
             cached = min(self._cached_prefix(prompt), len(prompt) - 1)
-            generation = self._generate(prompt, request.params, self._grammar(request), on_delta)
+            generation = self._generate(prompt, request.params, grammar, on_delta)
             generation.text = opening + generation.text
             generation.cached_tokens = cached
             return generation
@@ -175,7 +181,7 @@ class LlamaCppBackend:
         diff = np.flatnonzero(held[:n] != np.asarray(prompt[:n], dtype=held.dtype))
         return int(diff[0]) if diff.size else n
 
-    def _call_opening(self, request: ChatRequest) -> str:
+    def _call_opening(self, request: ChatRequest, constrained: bool = False) -> str:
         """Text the answer is forced to start with when a call is required.
 
         With `tool_choice` "required" (or a named function) and a chat template that uses
@@ -183,27 +189,39 @@ class LlamaCppBackend:
         opening tag (and, for a named function, the call object up to its arguments' opening brace): small models
         otherwise sometimes end the turn at once or answer in prose. The model writes the
         rest; the pre-filled text is part of the returned message but not of the counted or
-        log-prob'd completion tokens. Other templates get no pre-fill.
+        log-prob'd completion tokens. Other templates get no pre-fill. Under a grammar
+        (``constrained``) only the tag is pre-filled: the grammar fixes the name.
         """
         if not request.tools or request.tool_choice in ("auto", "none"):
             return ""
         if "<tool_call>" not in self._template:
             return ""
-        if request.tool_choice == "required":
-            return "<tool_call>\n"
+        if request.tool_choice == "required" or constrained:
+            return OPEN
         return '<tool_call>\n{"name": ' + json.dumps(request.tool_choice) + ', "arguments": {'
 
     def _grammar(self, request: ChatRequest) -> Any | None:
-        """Constrained-decoding seam; returns None (unconstrained) for now.
+        """The tool-call grammar when the request forces a call (see ``serve.grammar``).
 
-        For `tool_choice` "required" or a named function, this is where a
-        `llama_cpp.LlamaGrammar.from_json_schema(...)` over the call object (name
-        fixed or an enum of the tool names, `arguments` = the tool's parameter
-        schema), wrapped in the template's `<tool_call>` tags, would go; `_generate`
-        already passes the grammar to the sampler. Today the model's output is
-        returned as is, call or not.
+        Only for templates that write ``<tool_call>`` tags; built once per (tools, choice).
+        A schema the converter cannot express is served unconstrained, with a warning.
         """
-        return None
+        if not request.tools or request.tool_choice in ("auto", "none"):
+            return None
+        if "<tool_call>" not in self._template:
+            return None
+        key = (request.tool_choice, json.dumps(request.tools, sort_keys=True))
+        if key not in self._grammars:
+            if len(self._grammars) >= 64:
+                self._grammars.clear()
+            try:
+                text = tool_call_grammar(request.tools, request.tool_choice)
+                grammar = self._lib.LlamaGrammar.from_string(text, verbose=False)
+            except Exception as exc:  # noqa: BLE001 - any conversion failure means "unconstrained"
+                log.warning("tool-call grammar unavailable, decoding unconstrained: %s", exc)
+                grammar = None
+            self._grammars[key] = grammar
+        return self._grammars[key]
 
     # ---- generation --------------------------------------------------------------------
 
