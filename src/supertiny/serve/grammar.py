@@ -5,7 +5,8 @@ chat template writes calls between `<tool_call>` tags (Qwen2.5, Hermes), the lla
 pre-fills the opening tag and samples the rest under this grammar: one or more JSON objects
 ``{"name": <one of the tools>, "arguments": <that tool's parameter schema>}``, each closed by
 ``</tool_call>``. A tiny model then cannot emit a malformed call, a tool that does not exist,
-a missing required argument or a value of the wrong type.
+a missing required argument, a value outside an enum or of the wrong type. (String
+``pattern``s are left to the validator after decoding; see ``_without_patterns``.)
 
 The JSON-schema-to-GBNF conversion is llama-cpp-python's (``json_schema_to_gbnf``); this module
 only builds the call schema and wraps it in the template's tags.
@@ -22,10 +23,22 @@ from typing import Any
 OPEN, CLOSE = "<tool_call>\n", "\n</tool_call>"
 
 
+def _without_patterns(schema: Any) -> Any:
+    """``schema`` without ``pattern`` keys: the converter writes regex escapes (``\\.``) that
+    llama.cpp's grammar parser rejects, so string patterns are checked after decoding (by
+    the tool-call validator), not by the grammar."""
+    if isinstance(schema, dict):
+        return {k: _without_patterns(v) for k, v in schema.items() if k != "pattern"}
+    if isinstance(schema, list):
+        return [_without_patterns(v) for v in schema]
+    return schema
+
+
 def call_schema(tool: dict[str, Any]) -> dict[str, Any]:
     """The JSON schema of one call object of ``tool`` (an OpenAI ``tools`` entry)."""
     function = tool.get("function", tool)
     parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    parameters = _without_patterns(parameters)
     return {
         "type": "object",
         "properties": {"name": {"const": function["name"]}, "arguments": parameters},

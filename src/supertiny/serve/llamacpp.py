@@ -216,12 +216,21 @@ class LlamaCppBackend:
                 self._grammars.clear()
             try:
                 text = tool_call_grammar(request.tools, request.tool_choice)
+                self._check_grammar(text)
                 grammar = self._lib.LlamaGrammar.from_string(text, verbose=False)
             except Exception as exc:  # noqa: BLE001 - any conversion failure means "unconstrained"
                 log.warning("tool-call grammar unavailable, decoding unconstrained: %s", exc)
                 grammar = None
             self._grammars[key] = grammar
         return self._grammars[key]
+
+    def _check_grammar(self, text: str) -> None:
+        """Parse ``text`` with llama.cpp now: a grammar it rejects would crash the sampler."""
+        lib = self._lib
+        sampler = lib.llama_sampler_init_grammar(self._vocab, text.encode("utf-8"), b"root")
+        if not sampler:
+            raise ValueError("llama.cpp could not parse the tool-call grammar")
+        lib.llama_sampler_free(sampler)
 
     # ---- generation --------------------------------------------------------------------
 
