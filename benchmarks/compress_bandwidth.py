@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from supertiny.compress.measure import LlamaCppRunner, TorchRunner, latency
+from supertiny.compress.measure import latency, open_runner
 from supertiny.task import Task
 from supertiny.transfer import student as st
 from supertiny.transfer.data import prompt_text, test_records
@@ -78,17 +78,6 @@ def bytes_per_token(row: dict[str, Any]) -> int:
     return total - (0 if config.get("tie_word_embeddings") else embedding)
 
 
-def runner_for(row: dict[str, Any], tokenizer_dir: Path, threads: int, max_new_tokens: int):
-    path = Path(row["path"])
-    if row["form"] == "gguf":
-        return LlamaCppRunner(path, st.load_tokenizer(str(tokenizer_dir)), max_new_tokens, threads)
-    if row["form"] == "torchao":
-        from supertiny.compress.quantize import load_quantized
-
-        return TorchRunner(*load_quantized(path), max_new_tokens)
-    return TorchRunner(*st.load(str(path), "cpu", "float32"), max_new_tokens)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, help="a run whose compress stage finished")
@@ -113,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in [report["input"], *report["steps"]]:
         if row["form"] != "gguf":
             tokenizer_dir = Path(row["path"])  # a GGUF's tokenizer is its float model's
-        runner = runner_for(row, tokenizer_dir, args.threads, args.max_new_tokens)
+        tokenizer = st.load_tokenizer(str(tokenizer_dir)) if row["form"] == "gguf" else None
+        runner = open_runner(
+            row["form"], Path(row["path"]), args.max_new_tokens, args.threads, tokenizer=tokenizer
+        )
         prompts = [prompt_text(runner.tokenizer, task, r) for r in records]
         timing = latency(runner, prompts, args.max_new_tokens, f"latency: {row['name']}")
         if hasattr(runner, "close"):

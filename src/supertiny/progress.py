@@ -71,3 +71,10 @@ def bar(total: int | None, description: str, enabled: bool = True) -> Iterator[C
                     console.log(f"{description}: {done:.0f}/{total} {info}")
 
         yield advance
+
+
+def warn(message: str, notes: list[str] | None = None) -> None:
+    """Print a warning now and keep it in ``notes`` (a step's metrics carry them)."""
+    console.print(f"[yellow]warning:[/] {message}")
+    if notes is not None:
+        notes.append(message)

@@ -26,12 +26,12 @@ from typing import Any
 from supertiny.compress import CompressError
 from supertiny.compress.compress_config import CompressConfig
 from supertiny.compress.measure import (
-    LlamaCppRunner,
     TorchRunner,
     artifact_bytes,
     config_param_counts,
     gguf_param_counts,
     latency,
+    open_runner,
 )
 from supertiny.compress.steps import STEPS, CompressContext
 from supertiny.progress import console
@@ -157,7 +157,6 @@ def run(task: Task, conf: CompressConfig, run_dir: Path, restart: bool = False) 
         row = {"name": name, "kind": step.kind, "info": info["info"], "notes": info["notes"]}
         report["steps"].append({**row, **meter.measure(ctx, ctx.step_dir, form)})
         write_json(stage_dir / "compress_report.json", _with_ratios(report))
-    write_json(stage_dir / "compress_report.json", _with_ratios(report))
     artifacts = _artifacts(stage_dir, conf, names)
     run.finish(STAGE, artifacts, summary=_summary(report))
     return artifacts
@@ -200,7 +199,7 @@ class _Meter:
         def get_runner():
             nonlocal runner
             if runner is None:
-                runner = self._runner(ctx, path, form)
+                runner = self._runner(ctx, path, form, tok)
             return runner
 
         accuracy = None
@@ -240,24 +239,15 @@ class _Meter:
             raise CompressError(f"{self.task.path}: no test or unlabeled inputs to time")
         return [records[i % len(records)] for i in range(self.conf.latency.requests)]
 
-    def _runner(self, ctx: CompressContext, path: Path, form: str):
-        limit = self.conf.eval.max_new_tokens
-        if form == "gguf":
-            tok = st.load_tokenizer(str(ctx.float_dir))
-            return LlamaCppRunner(path, tok, limit, self.threads)
-        if form == "torchao":
-            from supertiny.compress.quantize import load_quantized
-
-            model, tok = load_quantized(path, st.resolve_device(self.conf.device))
-            return TorchRunner(model, tok, limit, self.conf.eval.batch_size)
-        model, tok = ctx.load()
-        return TorchRunner(model, tok, limit, self.conf.eval.batch_size)
-
-
-def _logged_ids(path: Path) -> set[str]:
-    from supertiny.runs import iter_jsonl
-
-    return {row["id"] for row in iter_jsonl(path)} if path.is_file() else set()
+    def _runner(self, ctx: CompressContext, path: Path, form: str, tok):
+        limit, batch = self.conf.eval.max_new_tokens, self.conf.eval.batch_size
+        if form == "float":  # the model in memory (just pruned, or loaded once)
+            model, tok = ctx.load()
+            return TorchRunner(model, tok, limit, batch)
+        device = st.resolve_device(self.conf.device)
+        return open_runner(
+            form, path, limit, self.threads, tokenizer=tok, device=device, batch_size=batch
+        )
 
 
 def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supertiny.transfer.sampling import sample
+from supertiny.transfer.sampling import greedy
 
 
 def param_counts(model) -> dict[str, int]:
@@ -79,14 +79,7 @@ class TorchRunner:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 
     def generate(self, prompts: list[str]) -> list[str]:
-        texts = sample(
-            self.model,
-            self.tokenizer,
-            prompts,
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.batch_size,
-        )
-        return [group[0] for group in texts]
+        return greedy(self.model, self.tokenizer, prompts, self.max_new_tokens, self.batch_size)
 
     def timed(self, prompt: str, max_new_tokens: int) -> list[float]:
         """Time stamps: request start, then one per generated token."""
@@ -167,6 +160,31 @@ class LlamaCppRunner:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def open_runner(
+    form: str,
+    path: Path,
+    max_new_tokens: int,
+    threads: int,
+    *,
+    tokenizer=None,
+    device: str = "cpu",
+    batch_size: int = 8,
+):
+    """A runner for the model at ``path``: ``form`` is "gguf" (``tokenizer`` required: a GGUF's
+    tokenizer is its float model's), "torchao" or "float" (a transformers folder)."""
+    from supertiny.transfer import student as st
+
+    if form == "gguf":
+        return LlamaCppRunner(path, tokenizer, max_new_tokens, threads)
+    if form == "torchao":
+        from supertiny.compress.quantize import load_quantized
+
+        model, tok = load_quantized(path, device)
+    else:
+        model, tok = st.load(str(path), device, "auto")
+    return TorchRunner(model, tok, max_new_tokens, batch_size)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -44,10 +44,9 @@ class CompressContext:
         self._model, self._tok, self.float_dir = model, tokenizer, saved_to
 
     def warn(self, message: str) -> None:
-        from supertiny.progress import console
+        from supertiny.progress import warn
 
-        console.print(f"[yellow]warning:[/] {message}")
-        self.notes.append(message)
+        warn(message, self.notes)
 
 
 def labelled_texts(ctx: CompressContext, tok) -> list[str]:

@@ -112,12 +112,15 @@ def evaluate(
     """Greedy answers of a transformers model on gold test records; see :func:`score_answers`."""
 
     def generate(prompts: list[str]) -> list[str]:
-        texts = sample(
-            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
-        )
-        return [group[0] for group in texts]
+        return greedy(model, tokenizer, prompts, max_new_tokens, batch_size)
 
     return score_answers(generate, tokenizer, task, records, batch_size, log_path, title)
+
+
+def greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """One greedy answer per prompt."""
+    texts = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [group[0] for group in texts]
 
 
 def score_answers(

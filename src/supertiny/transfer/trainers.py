@@ -38,10 +38,9 @@ class StepContext:
     notes: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
-        from supertiny.progress import console
+        from supertiny.progress import warn
 
-        console.print(f"[yellow]warning:[/] {message}")
-        self.notes.append(message)
+        warn(message, self.notes)
 
 
 def trainer_kwargs(ctx: StepContext, step: Any) -> dict[str, Any]:
