@@ -314,6 +314,17 @@ def finished_step(step_dir: Path, digest: str) -> dict[str, Any] | None:
     return info
 
 
+def finish_step(step_dir: Path, info: dict[str, Any]) -> None:
+    """Mark a step finished and drop its trainer checkpoints, kept only to resume it.
+
+    A full fine-tune's checkpoint holds the optimizer state, twice the model's size; once
+    ``step.json`` says the step's model is complete, nothing reads it again."""
+    import shutil
+
+    write_json(step_dir / "step.json", info)
+    shutil.rmtree(step_dir / "checkpoints", ignore_errors=True)
+
+
 def set_aside_steps(stage_dir: Path, keep: dict[str, str]) -> None:
     """Move step folders aside unless their name and settings hash are in ``keep``."""
     from supertiny.progress import console

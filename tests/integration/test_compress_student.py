@@ -4,6 +4,7 @@ happens by distillation from the model before; then it is exported to a Q8_0 GGU
 llama.cpp loads and answers with."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ latency: {requests: 2, max_new_tokens: 16}
     )
     args = ["compress", str(TASK), "--config", str(config), "--run-dir", str(run_dir)]
     assert main(args) == 0
-    return run_dir / "compress"
+    yield run_dir / "compress"
+    shutil.rmtree(run_dir)  # several GB of models: free the disk for the tests after these
 
 
 def test_vocabulary_pruning_takes_the_student_below_0_4b(compressed):

@@ -3,6 +3,7 @@ transformers) takes a short sft -> kd curriculum on a handful of smart_home labe
 bundled 1.5B teacher's logits (same vocabulary) as the KD teacher."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,8 @@ eval: {limit: 3, max_new_tokens: 48, before: false}
     )
     args = ["train", str(TASK), "--config", str(config), "--run-dir", str(run_dir)]
     assert main(args) == 0
-    return run_dir
+    yield run_dir
+    shutil.rmtree(run_dir)  # GB of models: free the disk for the tests after these
 
 
 def test_each_step_saved_a_model_and_metrics(trained):

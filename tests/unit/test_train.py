@@ -284,14 +284,24 @@ def test_finished_steps_are_kept_and_changed_ones_set_aside(models, task, run_di
     assert weights.stat().st_mtime_ns != stamp
 
 
-def test_a_step_interrupted_after_a_checkpoint_resumes_from_it(models, task, run_dir):
+def test_a_step_interrupted_after_a_checkpoint_resumes_from_it(
+    models, task, run_dir, monkeypatch
+):
     sft = {"kind": "sft", "epochs": 2, "batch_size": 2, "save_steps": 2}
-    train.run(task, conf(models, [sft]), run_dir)
+
+    def crash(step_dir, info):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "finish_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(task, conf(models, [sft]), run_dir)
+    monkeypatch.undo()
     step_dir = run_dir / "train" / "01-sft"
-    # what a crash after the last checkpoint leaves behind: no model, no step.json
+    # what a crash after the last checkpoint leaves behind: checkpoints, no model, no step.json
+    assert list((step_dir / "checkpoints").glob("checkpoint-*"))
     shutil.rmtree(step_dir / "model")
-    (step_dir / "step.json").unlink()
     train.run(task, conf(models, [sft]), run_dir)
+    assert not (step_dir / "checkpoints").exists()  # a finished step keeps only its model
     metrics = json.loads((step_dir / "metrics.json").read_text())
     assert any("resuming from" in note for note in metrics["notes"])
     assert metrics["optimizer_steps"] == 6 and (step_dir / "model" / "config.json").is_file()

@@ -38,6 +38,7 @@ from supertiny.progress import console
 from supertiny.runs import (
     Run,
     config_hash,
+    finish_step,
     finished_step,
     set_aside_steps,
     step_name,
@@ -150,7 +151,7 @@ def run(task: Task, conf: CompressConfig, run_dir: Path, restart: bool = False) 
                 "info": details,
                 "notes": ctx.notes,
             }
-            write_json(ctx.step_dir / "step.json", info)
+            finish_step(ctx.step_dir, info)
         else:
             _follow(ctx, info)
         form = {"gguf": "gguf", "torchao": "torchao"}.get(step.kind, "float")

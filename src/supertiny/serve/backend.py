@@ -76,6 +76,12 @@ class ChatRequest:
     """"auto" | "none" | "required" | a function name. Backends may constrain decoding
     for "required" or a name (the llama.cpp backend samples under a tool-call grammar)."""
     params: SamplingParams = field(default_factory=SamplingParams)
+    response_format: dict[str, Any] | None = None
+    """None (free text), {"type": "json_object"} or {"type": "json_schema", "schema": {...}}:
+    the answer must be JSON (matching the schema). Backends decode under a grammar for it."""
+    render_tools: bool = True
+    """Show `tools` in the prompt. False for a student trained without them in its prompt
+    (`student.tools_in_prompt: false`): the tools still constrain and parse its answer."""
 
 
 @dataclass

@@ -91,7 +91,8 @@ class StreamOptions(_Lenient):
 class ChatCompletionRequest(_Lenient):
     """The fields of an OpenAI chat-completions body that this server reads.
 
-    `response_format` is accepted and ignored for now (no constrained decoding yet);
+    `response_format` (`json_object`, or `json_schema` with a schema) makes the answer
+    JSON, decoded under a grammar;
     `top_k`, `min_p` and `repetition_penalty` are the vLLM extensions, defaulting to
     "off" so that sampling is plain temperature + top-p as in the OpenAI API;
     `return_tokens_as_token_ids` (also vLLM's) writes logprob tokens as
@@ -166,6 +167,12 @@ def to_backend_request(req: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
     choice = _tool_choice(req, tools)
     if choice == "none":
         tools = None
+    if tools:
+        for index, tool in enumerate(tools):
+            _check_schema(
+                tool["function"].get("parameters"), f"tools[{index}].function.parameters"
+            )
+    response_format = _response_format(req.response_format)
     if req.top_logprobs and not req.logprobs:
         raise RequestError("top_logprobs requires logprobs to be true", "top_logprobs")
     params = SamplingParams(
@@ -182,7 +189,49 @@ def to_backend_request(req: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
         token_ids_as_text=req.return_tokens_as_token_ids,
     )
     messages = [_message_dict(m, i) for i, m in enumerate(req.messages)]
-    return ChatRequest(messages=messages, tools=tools, tool_choice=choice, params=params)
+    return ChatRequest(
+        messages=messages,
+        tools=tools,
+        tool_choice=choice,
+        params=params,
+        response_format=response_format,
+    )
+
+
+def _check_schema(schema: Any, param: str) -> None:
+    """A 400 naming `param` unless `schema` is a valid JSON schema (None is "no arguments")."""
+    if schema is None:
+        return
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise RequestError(f"{param} is not a valid JSON schema: {exc.message}", param) from None
+
+
+def _response_format(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """OpenAI's `response_format` as None, {"type": "json_object"} or {"type": "json_schema",
+    "schema": ...}; anything else is a 400 naming the field."""
+    if value is None or value.get("type") == "text":
+        return None
+    kind = value.get("type")
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind != "json_schema":
+        raise RequestError(
+            f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}",
+            "response_format",
+        )
+    spec = value.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise RequestError(
+            "response_format of type 'json_schema' needs json_schema.schema (an object)",
+            "response_format",
+        )
+    _check_schema(schema, "response_format.json_schema.schema")
+    return {"type": "json_schema", "schema": schema}
 
 
 def _tool_choice(req: ChatCompletionRequest, tools: list[dict] | None) -> str:

@@ -25,6 +25,7 @@ from supertiny.progress import console
 from supertiny.runs import (
     Run,
     config_hash,
+    finish_step,
     finished_step,
     iter_jsonl,
     set_aside_steps,
@@ -177,7 +178,7 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
             "metrics": metrics,
             "eval": result,
         }
-        write_json(step_dir / "step.json", info)
+        finish_step(step_dir, info)
         report["steps"].append(_report_step(info))
         write_json(train_dir / "train_report.json", _with_gains(report))
 

@@ -119,6 +119,10 @@ def train(trainer, ctx: StepContext, tokens: int | None = None) -> dict[str, Any
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
         "train_loss": result.training_loss,
+        # (optimizer step, loss) at every logged step: the report draws the training curve
+        "loss_curve": [
+            [e["step"], round(e["loss"], 5)] for e in trainer.state.log_history if "loss" in e
+        ],
     }
     if tokens is None:  # TRL's trainers count the non-padding tokens they saw
         counts = [e["num_tokens"] for e in trainer.state.log_history if "num_tokens" in e]
