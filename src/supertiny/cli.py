@@ -4,6 +4,8 @@
     supertiny label examples/smart_home/task.yaml --preset quick
     supertiny train examples/smart_home/task.yaml --preset small
     supertiny compress examples/smart_home/task.yaml --preset small
+    supertiny eval examples/smart_home/task.yaml
+    supertiny report runs/smart_home
     supertiny serve --model student --port 8000
     supertiny models
 
@@ -316,13 +318,7 @@ def print_compress_table(report_path: Path) -> None:
             "" if lat.get("decode_tok_s") is None else f"{lat['decode_tok_s']:,.1f}",
             _speed(speed),
         )
-    width = console.width
-    if not console.is_terminal:  # a log file or pipe gets whole rows, not 80 wrapped columns
-        console.width = max(width, 150)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
+    _print_wide(table)
 
 
 def _speed(ratio: float | None) -> str:
@@ -344,6 +340,131 @@ def _add_compress(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Compare the teacher pipeline, the students and the compressed students on one table.
+
+    Every model answers the task's gold test set through its real serving path (the teacher
+    as the label stage runs it; local models behind `supertiny serve --task`), and is
+    measured for exact match, per-argument F1, validity, Sim score, per-category accuracy,
+    latency p50/p95/p99, requests/s at a concurrency, parameters, size, tokens and cost per
+    1k requests. Writes RUN_DIR/eval/eval_report.json; re-running resumes (a model whose file
+    or settings changed is measured again). Then `supertiny report RUN_DIR` draws it.
+    """
+    from supertiny import evaluate
+    from supertiny.eval_config import load_config
+    from supertiny.task import Task
+
+    task = Task.load(args.task)
+    conf = load_config(args.config, args.preset, parse_overrides(args.set or []))
+    run_dir = Path(args.run_dir or Path("runs") / task.name)
+    artifacts = evaluate.run(task, conf, run_dir, restart=args.restart)
+    print_eval_table(run_dir / artifacts["report"])
+    console.print(f"draw the report: supertiny report {run_dir}", soft_wrap=True)
+    return 0
+
+
+def print_eval_table(report_path: Path) -> None:
+    """The comparison table: accuracy, latency, throughput, size and cost of every model."""
+    import json
+
+    from rich.table import Table
+
+    report = json.loads(report_path.read_text())
+    settings = report["settings"]
+    table = Table(
+        title=f"eval: {report['task']} ({report['test_n']} gold test records; "
+        f"${settings['hourly_price_usd']}/h machine)"
+    )
+    columns = (
+        "model",
+        "runtime",
+        "exact",
+        "arg F1",
+        "valid",
+        "Sim",
+        "p50",
+        "p95",
+        "p99",
+        "req/s",
+        "params",
+        "size",
+        "tok in/out",
+        "$/1k",
+        "p50 vs teacher",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
+    teacher = next((m for m in report["models"] if m["kind"] == "teacher"), None)
+    for m in report["models"]:
+        lat = m["latency_s"]
+        speed = None
+        if teacher and teacher["latency_s"]["p50"] and lat["p50"]:
+            speed = teacher["latency_s"]["p50"] / lat["p50"]
+        rps = m.get("requests_per_s")
+        table.add_row(
+            m["name"],
+            m["runtime"],
+            _pct(m["exact"]),
+            _pct(m["f1"]),
+            _pct(m["valid"]),
+            _pct(m["similarity"]),
+            _seconds(lat["p50"]),
+            _seconds(lat["p95"]),
+            _seconds(lat["p99"]),
+            "-" if rps is None else f"{rps:.2f} @{m['concurrency']}",
+            "-" if m.get("params") is None else f"{m['params'] / 1e6:,.0f}M",
+            "-" if m.get("bytes") is None else f"{m['bytes'] / 2**20:,.0f} MiB",
+            f"{m['tokens_in'] or 0:,.0f} / {m['tokens_out'] or 0:,.0f}",
+            "-" if m.get("cost_per_1k_usd") is None else f"${m['cost_per_1k_usd']:.4f}",
+            _speed(speed) if m is not teacher else "",
+        )
+    _print_wide(table)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _print_wide(table) -> None:
+    width = console.width
+    if not console.is_terminal:  # a log file or pipe gets whole rows, not 80 wrapped columns
+        console.width = max(width, 170)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def _add_eval(parser: argparse.ArgumentParser) -> None:
+    _add_stage_arguments(
+        parser,
+        "eval",
+        "models, limit, concurrency, hourly_price_usd, ...",
+        "concurrency=8",
+        "set the stage's earlier measurements aside (renamed, not deleted) and start over",
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a self-contained HTML report of a run: comparison table, plots, curves, errors.
+
+    Reads what the run's stages wrote (label, train, compress and eval reports) and writes
+    RUN_DIR/report.html (one file, plots embedded; opens offline). --screenshot also renders
+    it to a PNG with headless Chromium.
+    """
+    from supertiny.report import run_from_args
+
+    return run_from_args(args)
+
+
+def _add_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="the run directory, e.g. runs/smart_home"
+    )
+    parser.add_argument("--out", help="where to write the HTML (default: RUN_DIR/report.html)")
+    parser.add_argument("--screenshot", metavar="PNG", help="also render it to a PNG (Chromium)")
+
+
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     from supertiny.serve.server import add_arguments
 
@@ -362,6 +483,8 @@ VERBS: dict[
     "label": (cmd_label, _add_label),
     "train": (cmd_train, _add_train),
     "compress": (cmd_compress, _add_compress),
+    "eval": (cmd_eval, _add_eval),
+    "report": (cmd_report, _add_report),
     "serve": (cmd_serve, _add_serve),
     "models": (cmd_models, _add_models),
 }
@@ -390,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from supertiny.compress import CompressError
+    from supertiny.evaluate import EvalError
     from supertiny.models import ModelNotFoundError
     from supertiny.runs import RunError
     from supertiny.task import ToolError
@@ -410,6 +534,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         StudentError,
         TrainingError,
         CompressError,
+        EvalError,
     ]
     try:
         from supertiny.serve.process import ServerStartError

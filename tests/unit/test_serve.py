@@ -25,6 +25,7 @@ from supertiny.serve.backend import (
     token_logprob,
 )
 from supertiny.serve.process import ServerProcess, ServerStartError
+from supertiny.serve.profile import TaskProfile
 from supertiny.serve.protocol import ChatCompletionRequest, RequestError, to_backend_request
 from supertiny.serve.responses import assistant_message, finish_reason
 
@@ -161,6 +162,27 @@ def test_malformed_json_is_a_400_openai_error():
             "tool_choice",
         ),
         ({"messages": USER, "top_logprobs": 3}, "top_logprobs"),
+        ({"messages": USER, "response_format": {"type": "xml"}}, "response_format"),
+        ({"messages": USER, "response_format": {"type": "json_schema"}}, "response_format"),
+        (
+            {
+                "messages": USER,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "nonsense"}},
+                },
+            },
+            "response_format.json_schema.schema",
+        ),
+        (
+            {
+                "messages": USER,
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"type": 3}}}
+                ],
+            },
+            "tools[0].function.parameters",
+        ),
         ({"messages": USER, "stop": [""]}, "stop"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
@@ -476,3 +498,71 @@ def test_server_process_urls():
     assert "--port" in server.command() and "8123" in server.command()
     assert not server.running()
     server.stop()  # stopping a server that never started is a no-op
+
+
+# ---- response_format, task profile, metrics ----------------------------------------------
+
+
+def test_response_format_reaches_the_backend():
+    backend = CannedBackend('{"a": 1}')
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    body = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    assert post(client_for(backend), messages=USER, response_format=body).status_code == 200
+    assert backend.requests[-1].response_format == {"type": "json_schema", "schema": schema}
+    post(client_for(backend), messages=USER, response_format={"type": "json_object"})
+    assert backend.requests[-1].response_format == {"type": "json_object"}
+    post(client_for(backend), messages=USER, response_format={"type": "text"})
+    assert backend.requests[-1].response_format is None
+
+
+PROFILE = TaskProfile(
+    system_prompt="You control a smart home.",
+    tools=TOOLS,
+    tools_in_prompt=False,
+    require_call=True,
+)
+
+
+def test_a_task_profile_serves_the_student_prompt():
+    backend = CannedBackend(CALL_TEXT)
+    client = client_for(backend, profile=PROFILE)
+    teacher_style = [{"role": "system", "content": "a very long teacher prompt"}, *USER]
+    response = post(client, messages=teacher_style)
+    assert response.json()["choices"][0]["message"]["tool_calls"]
+    request = backend.requests[-1]
+    assert request.messages == [{"role": "system", "content": "You control a smart home."}, *USER]
+    assert request.tools == TOOLS and request.tool_choice == "required"
+    assert request.render_tools is False
+    # what the client asks explicitly is kept
+    post(client, messages=USER, tools=TOOLS, tool_choice="auto")
+    assert backend.requests[-1].tool_choice == "auto"
+    post(client, messages=USER, tool_choice="none")
+    assert backend.requests[-1].tools is None and backend.requests[-1].tool_choice == "none"
+
+
+def test_a_profile_for_a_task_with_plain_answers_leaves_the_choice_to_the_model():
+    backend = CannedBackend()
+    profile = TaskProfile("Be brief.", TOOLS, tools_in_prompt=True, require_call=False)
+    post(client_for(backend, profile=profile), messages=USER)
+    assert backend.requests[-1].tool_choice == "auto" and backend.requests[-1].render_tools
+
+
+def test_profile_loads_from_a_task_file():
+    profile = TaskProfile.load("examples/smart_home/task.yaml")
+    assert profile.require_call and not profile.tools_in_prompt
+    assert "set_power" in [t["function"]["name"] for t in profile.tools]
+
+
+def test_metrics_count_requests_status_and_tokens():
+    client = client_for(CannedBackend("one two three"))
+    post(client, messages=USER)
+    post(client, messages=USER, max_tokens=0)  # a 400
+    text = client.get("/metrics").text
+    assert (
+        'supertiny_requests_total{backend="canned",model="tiny",route="/v1/chat/completions",status="200"} 1.0'
+        in text
+    )
+    assert 'status="400"} 1.0' in text
+    assert 'supertiny_completion_tokens_total{backend="canned",model="tiny"} 3.0' in text
+    assert "supertiny_request_seconds_bucket" in text
+    assert 'supertiny_requests_in_flight{backend="canned",model="tiny"} 1.0' in text  # this one

@@ -7,7 +7,7 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from supertiny.serve.grammar import call_schema, tool_call_grammar  # noqa: E402
+from supertiny.serve.grammar import _llama_escapes, call_schema, tool_call_grammar  # noqa: E402
 
 TOOLS = [
     {
@@ -59,8 +59,17 @@ def test_a_tool_without_parameters_takes_an_empty_object():
     }
 
 
-def test_string_patterns_are_left_to_the_validator():
-    # the converter would write the regex escape as "\." (llama.cpp's parser rejects it)
+def test_string_patterns_are_in_the_grammar_with_escapes_llama_cpp_reads():
+    # the converter writes the regex escape "\." that llama.cpp's parser rejects: it
+    # becomes "\x2E", the same character in an escape llama.cpp knows
     gbnf = tool_call_grammar(TOOLS, "set_level")
-    assert "\\." not in gbnf
-    assert "pattern" not in str(call_schema(TOOLS[0]))
+    assert "\\." not in gbnf and "\\x2E" in gbnf
+    assert "pattern" in str(call_schema(TOOLS[0]))
+    assert "pattern" not in str(call_schema(TOOLS[0], patterns=False))
+    assert "\\x2E" not in tool_call_grammar(TOOLS, "set_level", patterns=False)
+
+
+def test_unknown_escapes_are_rewritten_and_known_ones_kept():
+    assert _llama_escapes('"a\\.b" [\\-x] "\\"" "\\n" "\\\\."') == (
+        '"a\\x2Eb" [\\x2Dx] "\\"" "\\n" "\\\\."'
+    )

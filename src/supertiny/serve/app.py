@@ -5,7 +5,9 @@
          -d '{"model": "student", "messages": [{"role": "user", "content": "hi"}]}'
 
 Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`,
-`GET /health` (`{"status": "ok"}`; the app exists only once the model is loaded).
+`GET /health` (`{"status": "ok"}`; the app exists only once the model is loaded),
+`GET /metrics` (Prometheus text: requests by route and status, latency histogram,
+requests in flight, prompt and completion tokens; see `serve/metrics.py`).
 
 What the app does for every backend (`serve/backend.py`):
 - validates the body (`serve/protocol.py`); errors are OpenAI-style
@@ -25,7 +27,11 @@ What the app does for every backend (`serve/backend.py`):
   beyond what the prompt leaves free, the completion is cut at the end of the
   context (`finish_reason` "length"), as llama.cpp's own server does;
 - `n > 1` runs the backend n times (seed, if given, + choice index);
-- `response_format` is accepted and ignored for now (no constrained decoding yet);
+- `response_format` (`json_object`, `json_schema`) and forced tool calls are decoded under
+  a grammar by the backends that support it (llama.cpp: GBNF; torch: xgrammar), and under
+  `tool_choice` "auto" a call the model opens is finished under the tool-call grammar;
+- with a task profile (`supertiny serve --task TASK.yaml`) every request is rewritten into
+  the student's trained format first (`serve/profile.py`);
 - `stream: true` sends `chat.completion.chunk` server-sent events. Without tools,
   content arrives token by token. With tools, the whole answer is sent in one delta
   at the end (the parser needs the complete text to tell a call from content).
@@ -46,7 +52,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -57,6 +63,8 @@ from supertiny.serve.backend import (
     Generation,
     PromptError,
 )
+from supertiny.serve.metrics import Metrics
+from supertiny.serve.profile import TaskProfile
 from supertiny.serve.protocol import (
     FIELD_NAMES,
     ChatCompletionRequest,
@@ -107,15 +115,31 @@ class APIError(Exception):
         }
 
 
-def create_app(backend: Backend, model_name: str, *, strict_model: bool = False) -> FastAPI:
-    """The FastAPI app serving `backend` under the model id `model_name`."""
+def create_app(
+    backend: Backend,
+    model_name: str,
+    *,
+    strict_model: bool = False,
+    profile: TaskProfile | None = None,
+) -> FastAPI:
+    """The FastAPI app serving `backend` under the model id `model_name`; with `profile`,
+    every request is rewritten into a task's student format (`serve/profile.py`)."""
     app = FastAPI(title="supertiny serve", docs_url=None, redoc_url=None)
     created = int(time.time())
+    metrics = Metrics(model_name, backend.name)
     _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        return await metrics.observe(request, call_next)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     def model_card() -> dict[str, Any]:
         return {"id": model_name, "object": "model", "created": created, "owned_by": "supertiny"}
@@ -135,6 +159,8 @@ def create_app(backend: Backend, model_name: str, *, strict_model: bool = False)
         if strict_model and body.model not in (None, model_name):
             raise _unknown_model(body.model, model_name)
         request = _backend_request(body, backend.n_ctx)
+        if profile is not None:
+            request = profile.apply(request, tool_choice_given=body.tool_choice is not None)
         meta = Meta(model=model_name)
         if body.stream:
             # Check the prompt length now: once streaming starts, the status is 200.
@@ -143,11 +169,12 @@ def create_app(backend: Backend, model_name: str, *, strict_model: bool = False)
                 raise _context_error(ContextLengthError(prompt_tokens, backend.n_ctx))
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                _stream(backend, request, body.n, meta, include_usage),
+                _stream(backend, request, body.n, meta, include_usage, metrics),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         generations = [await _call(backend.chat, _nth(request, i)) for i in range(body.n)]
+        metrics.tokens(generations)
         return completion_body(meta, generations, tools_active=request.tools is not None)
 
     return app
@@ -157,7 +184,12 @@ def create_app(backend: Backend, model_name: str, *, strict_model: bool = False)
 
 
 async def _stream(
-    backend: Backend, request: ChatRequest, n: int, meta: Meta, include_usage: bool
+    backend: Backend,
+    request: ChatRequest,
+    n: int,
+    meta: Meta,
+    include_usage: bool,
+    metrics: Metrics,
 ) -> AsyncIterator[str]:
     """Server-sent events for `n` choices, generated one after the other."""
     tools_active = request.tools is not None
@@ -201,6 +233,7 @@ async def _stream(
             yield chunk(
                 meta, [choice_delta(index, {}, finish=finish_reason(gen.finish_reason, message))]
             )
+        metrics.tokens(generations)
         if include_usage:
             yield chunk(meta, [], usage(generations))
         yield "data: [DONE]\n\n"

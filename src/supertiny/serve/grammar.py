@@ -1,15 +1,20 @@
-"""Constrained decoding for tool calls: a GBNF grammar that only admits valid calls.
+"""Constrained decoding for tool calls and JSON answers: GBNF grammars for llama.cpp.
 
-When a request forces a call (`tool_choice` "required" or a named function) and the model's
-chat template writes calls between `<tool_call>` tags (Qwen2.5, Hermes), the llama.cpp backend
-pre-fills the opening tag and samples the rest under this grammar: one or more JSON objects
+When the model's chat template writes calls between `<tool_call>` tags (Qwen2.5, Hermes), the
+llama.cpp backend samples calls under this grammar: one or more JSON objects
 ``{"name": <one of the tools>, "arguments": <that tool's parameter schema>}``, each closed by
-``</tool_call>``. A tiny model then cannot emit a malformed call, a tool that does not exist,
-a missing required argument, a value outside an enum or of the wrong type. (String
-``pattern``s are left to the validator after decoding; see ``_without_patterns``.)
+``</tool_call>``. With `tool_choice` "required" or a named function the whole answer is
+sampled under it (after a pre-filled opening tag); under "auto" the model writes freely until
+it opens a call, and the call is finished under it. A tiny model then cannot emit a malformed
+call, a tool that does not exist, a missing required argument, a value outside an enum, of
+the wrong type, or a string that breaks its ``pattern``. ``json_grammar`` does the same for a
+``response_format``.
 
 The JSON-schema-to-GBNF conversion is llama-cpp-python's (``json_schema_to_gbnf``); this module
-only builds the call schema and wraps it in the template's tags.
+builds the call schema, wraps it in the template's tags, and repairs the one thing llama.cpp's
+grammar parser rejects in the converter's output: regex escapes such as ``\\.`` inside
+literals and character classes (see ``_llama_escapes``). A schema whose patterns the converter cannot express is
+built again without them (``patterns=False``): the validator still checks them after decoding.
 
     >>> gbnf = tool_call_grammar(tools, "required")     # None: no grammar for this request
 """
@@ -24,9 +29,7 @@ OPEN, CLOSE = "<tool_call>\n", "\n</tool_call>"
 
 
 def _without_patterns(schema: Any) -> Any:
-    """``schema`` without ``pattern`` keys: the converter writes regex escapes (``\\.``) that
-    llama.cpp's grammar parser rejects, so string patterns are checked after decoding (by
-    the tool-call validator), not by the grammar."""
+    """``schema`` without ``pattern`` keys (the fallback when a pattern cannot be converted)."""
     if isinstance(schema, dict):
         return {k: _without_patterns(v) for k, v in schema.items() if k != "pattern"}
     if isinstance(schema, list):
@@ -34,11 +37,35 @@ def _without_patterns(schema: Any) -> Any:
     return schema
 
 
-def call_schema(tool: dict[str, Any]) -> dict[str, Any]:
+_LLAMA_ESCAPES = set('xuUtrn\\"[]')
+"""The escapes llama.cpp's GBNF parser knows; any other ``\\c`` is an error there."""
+
+
+def _llama_escapes(gbnf: str) -> str:
+    """Rewrite escapes llama.cpp does not know (``\\.`` -> ``\\x2E``): the regex escapes the
+    converter copies from ``pattern``s mean the plain character, in literals and classes."""
+
+    def fix(match: re.Match) -> str:
+        char = match.group(1)
+        if char in _LLAMA_ESCAPES:
+            return match.group(0)
+        return f"\\x{ord(char):02X}" if ord(char) < 256 else f"\\u{ord(char):04X}"
+
+    return re.sub(r"\\(.)", fix, gbnf)
+
+
+def _to_gbnf(schema: dict[str, Any]) -> str:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return _llama_escapes(json_schema_to_gbnf(json.dumps(schema)))
+
+
+def call_schema(tool: dict[str, Any], patterns: bool = True) -> dict[str, Any]:
     """The JSON schema of one call object of ``tool`` (an OpenAI ``tools`` entry)."""
     function = tool.get("function", tool)
     parameters = function.get("parameters") or {"type": "object", "properties": {}}
-    parameters = _without_patterns(parameters)
+    if not patterns:
+        parameters = _without_patterns(parameters)
     return {
         "type": "object",
         "properties": {"name": {"const": function["name"]}, "arguments": parameters},
@@ -46,7 +73,9 @@ def call_schema(tool: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tool_call_grammar(tools: list[dict[str, Any]] | None, choice: str) -> str | None:
+def tool_call_grammar(
+    tools: list[dict[str, Any]] | None, choice: str, patterns: bool = True
+) -> str | None:
     """GBNF for the text after the pre-filled ``<tool_call>\\n``; None when nothing is forced.
 
     ``choice`` is "required" (any of ``tools``, one or more calls) or a function name (that
@@ -54,14 +83,12 @@ def tool_call_grammar(tools: list[dict[str, Any]] | None, choice: str) -> str | 
     """
     if not tools or choice in ("auto", "none"):
         return None
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
     chosen = [t for t in tools if choice == "required" or t.get("function", t)["name"] == choice]
     if not chosen:
         raise ValueError(f"tool_choice names '{choice}', which is not in tools")
-    schemas = [call_schema(t) for t in chosen]
+    schemas = [call_schema(t, patterns) for t in chosen]
     schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-    rules = json_schema_to_gbnf(json.dumps(schema))
+    rules = _to_gbnf(schema)
     rules = re.sub(r"(?m)^root ::=", "tool-call ::=", rules)
     close, again = json.dumps(CLOSE), json.dumps(CLOSE + "\n" + OPEN)
     if choice == "required":
@@ -69,3 +96,10 @@ def tool_call_grammar(tools: list[dict[str, Any]] | None, choice: str) -> str | 
     else:
         root = f"root ::= tool-call {close}"
     return root + "\n" + rules
+
+
+def json_grammar(response_format: dict[str, Any], patterns: bool = True) -> str:
+    """GBNF for a ``response_format``: ``{"type": "json_object"}`` (any JSON object) or
+    ``{"type": "json_schema", "schema": S}`` (JSON matching S)."""
+    schema = response_format.get("schema") or {"type": "object"}
+    return _to_gbnf(schema if patterns else _without_patterns(schema))

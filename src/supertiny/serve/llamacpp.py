@@ -39,6 +39,7 @@ import logging
 import os
 import random
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from supertiny.serve.backend import (
     StopMatcher,
     token_logprob,
 )
-from supertiny.serve.grammar import OPEN, tool_call_grammar
+from supertiny.serve.grammar import OPEN, json_grammar, tool_call_grammar
 
 log = logging.getLogger(__name__)
 
@@ -129,20 +130,52 @@ class LlamaCppBackend:
     def chat(self, request: ChatRequest, on_delta: DeltaCallback | None = None) -> Generation:
         with self._lock:
             self._check_open()
-            prompt = self._prompt_ids(request.messages, request.tools)
+            shown = request.tools if request.render_tools else None
+            prompt = self._prompt_ids(request.messages, shown)
             grammar = self._grammar(request)
-            opening = self._call_opening(request, constrained=grammar is not None)
+            lazy = bool(request.tools) and request.tool_choice == "auto" and grammar is not None
+            opening = "" if lazy else self._call_opening(request, constrained=grammar is not None)
             if opening:
-                prompt += self._llm.tokenize(opening.encode("utf-8"), add_bos=False, special=True)
+                prompt += self._tokens(opening)
                 if on_delta is not None:
                     on_delta(opening, [])
             if len(prompt) >= self.n_ctx:
                 raise ContextLengthError(len(prompt), self.n_ctx)
             cached = min(self._cached_prefix(prompt), len(prompt) - 1)
-            generation = self._generate(prompt, request.params, grammar, on_delta)
+            if lazy:
+                generation = self._generate_lazily(prompt, request.params, grammar, on_delta)
+            else:
+                generation, _ = self._generate(prompt, request.params, grammar, on_delta)
             generation.text = opening + generation.text
             generation.cached_tokens = cached
             return generation
+
+    def _generate_lazily(
+        self, prompt: list[int], params: SamplingParams, grammar: Any, on_delta
+    ) -> Generation:
+        """``tool_choice`` "auto": free text until the model opens ``<tool_call>``; from there
+        the call is sampled under the tool-call grammar (prompt + text so far + the opening
+        are re-read from the KV cache, so the switch costs one short prompt evaluation)."""
+        first, ids = self._generate(prompt, params, None, on_delta, trigger=OPEN.strip())
+        if first.finish_reason != "trigger":
+            return first
+        newline = OPEN[len(OPEN.strip()) :]  # the grammar starts after "<tool_call>\n"
+        rest_prompt = prompt + ids + self._tokens(newline)
+        budget = None if params.max_tokens is None else params.max_tokens - len(ids)
+        if len(rest_prompt) >= self.n_ctx or (budget is not None and budget <= 0):
+            first.finish_reason = "length"
+            return first
+        rest, _ = self._generate(rest_prompt, replace(params, max_tokens=budget), grammar, on_delta)
+        return Generation(
+            text=first.text + newline + rest.text,
+            finish_reason=rest.finish_reason,
+            prompt_tokens=len(prompt),
+            completion_tokens=first.completion_tokens + rest.completion_tokens,
+            logprobs=None if first.logprobs is None else first.logprobs + (rest.logprobs or []),
+        )
+
+    def _tokens(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict] | None = None) -> int:
         with self._lock:
@@ -201,28 +234,41 @@ class LlamaCppBackend:
         return '<tool_call>\n{"name": ' + json.dumps(request.tool_choice) + ', "arguments": {'
 
     def _grammar(self, request: ChatRequest) -> Any | None:
-        """The tool-call grammar when the request forces a call (see ``serve.grammar``).
+        """The grammar the answer is sampled under (see ``serve.grammar``), or None.
 
-        Only for templates that write ``<tool_call>`` tags; built once per (tools, choice).
-        A schema the converter cannot express is served unconstrained, with a warning.
+        Tool calls: for templates that write ``<tool_call>`` tags, when a call is forced
+        (the whole answer) or, under "auto", once the model opens one. Otherwise a
+        ``response_format`` asking for JSON. Built once per (tools, choice, format). A
+        schema the converter cannot express is served unconstrained, with a warning.
         """
-        if not request.tools or request.tool_choice in ("auto", "none"):
+        if request.tools and "<tool_call>" in self._template:
+            choice = "required" if request.tool_choice == "auto" else request.tool_choice
+            key = (choice, json.dumps(request.tools, sort_keys=True))
+            build = lambda p: tool_call_grammar(request.tools, choice, patterns=p)  # noqa: E731
+        elif request.response_format is not None and not request.tools:
+            key = ("json", json.dumps(request.response_format, sort_keys=True))
+            build = lambda p: json_grammar(request.response_format, patterns=p)  # noqa: E731
+        else:
             return None
-        if "<tool_call>" not in self._template:
-            return None
-        key = (request.tool_choice, json.dumps(request.tools, sort_keys=True))
         if key not in self._grammars:
             if len(self._grammars) >= 64:
                 self._grammars.clear()
-            try:
-                text = tool_call_grammar(request.tools, request.tool_choice)
-                self._check_grammar(text)
-                grammar = self._lib.LlamaGrammar.from_string(text, verbose=False)
-            except Exception as exc:  # noqa: BLE001 - any conversion failure means "unconstrained"
-                log.warning("tool-call grammar unavailable, decoding unconstrained: %s", exc)
-                grammar = None
-            self._grammars[key] = grammar
+            self._grammars[key] = self._compile(build)
         return self._grammars[key]
+
+    def _compile(self, build) -> Any | None:
+        """``build(patterns=True)`` parsed by llama.cpp; else without string patterns (the
+        validator still checks them after decoding); else None (unconstrained, warned)."""
+        problems = []
+        for patterns in (True, False):
+            try:
+                text = build(patterns)
+                self._check_grammar(text)
+                return self._lib.LlamaGrammar.from_string(text, verbose=False)
+            except Exception as exc:  # noqa: BLE001 - any conversion failure: try the next way
+                problems.append(str(exc))
+        log.warning("no grammar for this request, decoding unconstrained: %s", problems[-1])
+        return None
 
     def _check_grammar(self, text: str) -> None:
         """Parse ``text`` with llama.cpp now: a grammar it rejects would crash the sampler."""
@@ -240,7 +286,10 @@ class LlamaCppBackend:
         params: SamplingParams,
         grammar: Any | None,
         on_delta: DeltaCallback | None,
-    ) -> Generation:
+        trigger: str | None = None,
+    ) -> tuple[Generation, list[int]]:
+        """Sample from ``prompt``; returns the generation and its token ids. With ``trigger``,
+        stop as soon as the text ends with it (finish reason "trigger")."""
         llm = self._llm
         budget = self.n_ctx - len(prompt)
         if params.max_tokens is not None:
@@ -253,6 +302,8 @@ class LlamaCppBackend:
         pending: list[dict[str, Any]] = []  # logprob entries not yet sent with a delta
         finish: FinishReason = "length"
         n_out = 0
+        ids: list[int] = []
+        raw = b""
         tokens = llm.generate(
             prompt,
             top_k=params.top_k,
@@ -269,6 +320,7 @@ class LlamaCppBackend:
                     finish = "stop"
                     break
                 n_out += 1
+                ids.append(token)
                 if logprobs is not None:
                     entry = self._logprob_entry(token, params)
                     logprobs.append(entry)
@@ -285,6 +337,11 @@ class LlamaCppBackend:
                 if stops.stopped:
                     finish = "stop"
                     break
+                if trigger is not None:
+                    raw += llm.detokenize([token])
+                    if raw.endswith(trigger.encode("utf-8")):
+                        finish = "trigger"  # type: ignore[assignment]
+                        break
                 if n_out >= budget:
                     break
         finally:
@@ -294,13 +351,14 @@ class LlamaCppBackend:
             parts.append(tail)
         if on_delta is not None and (tail or pending):
             on_delta(tail, pending)
-        return Generation(
+        generation = Generation(
             text="".join(parts),
             finish_reason=finish,
             prompt_tokens=len(prompt),
             completion_tokens=n_out,
             logprobs=logprobs,
         )
+        return generation, ids
 
     def _logprob_entry(self, token: int, params: SamplingParams) -> dict[str, Any]:
         """Logprob of the sampled `token` and the top alternatives, from the logits of

@@ -49,7 +49,8 @@ class ServerProcess:
         name: str | None = None,
         n_ctx: int = 4096,
         n_threads: int | None = None,
-        backend: str = "llamacpp",
+        backend: str = "auto",
+        task: str | os.PathLike[str] | None = None,
         log_path: Path | None = None,
         startup_timeout_s: float = 300.0,
         stop_grace_s: float = 10.0,
@@ -61,6 +62,7 @@ class ServerProcess:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.backend = backend
+        self.task = str(task) if task else None
         self.startup_timeout_s = startup_timeout_s
         self.stop_grace_s = stop_grace_s
         self._own_log = log_path is None
@@ -89,6 +91,8 @@ class ServerProcess:
             cmd += ["--name", self.name]
         if self.n_threads:
             cmd += ["--n-threads", str(self.n_threads)]
+        if self.task:
+            cmd += ["--task", self.task]
         return cmd
 
     def start(self) -> ServerProcess:

@@ -169,9 +169,7 @@ def to_backend_request(req: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
         tools = None
     if tools:
         for index, tool in enumerate(tools):
-            _check_schema(
-                tool["function"].get("parameters"), f"tools[{index}].function.parameters"
-            )
+            _check_schema(tool["function"].get("parameters"), f"tools[{index}].function.parameters")
     response_format = _response_format(req.response_format)
     if req.top_logprobs and not req.logprobs:
         raise RequestError("top_logprobs requires logprobs to be true", "top_logprobs")

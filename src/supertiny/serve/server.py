@@ -3,35 +3,52 @@
     supertiny serve --model student --port 8000          # the CLI verb (wired in cli.py)
     python -m supertiny.serve --model student --port 8000  # the same, as a module
 
-`serve()` resolves the model through `supertiny.models.resolve_gguf` (a bundled alias
-such as "teacher" or "student", or a path), loads it with the backend named in
-`BACKENDS`, and runs the app of `serve/app.py` under uvicorn until interrupted
+`serve()` loads the model with the backend named in `BACKENDS` (by default a checkpoint
+folder goes to the torch backend, and a GGUF path or a bundled alias such as "teacher" or
+"student", resolved by `supertiny.models.resolve_gguf`, to llama.cpp), and runs the app of `serve/app.py` under uvicorn until interrupted
 (Ctrl-C or SIGTERM), then frees the model.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from supertiny.serve.llamacpp import LlamaCppBackend
-
-BACKENDS: dict[str, type] = {
-    "llamacpp": LlamaCppBackend,
+BACKENDS: dict[str, str] = {
+    "llamacpp": "supertiny.serve.llamacpp:LlamaCppBackend",
+    "torch": "supertiny.serve.torch_backend:TorchBackend",
 }
-"""Backend name -> class; each is built as `cls(model_path, n_ctx=..., n_threads=...)`
-and imports its own runtime (llama-cpp-python, torch) only when built."""
+"""Backend name -> "module:Class"; each class is built as `cls(model_path, n_ctx=...,
+n_threads=...)` and imports its runtime (llama-cpp-python, torch) only when built."""
 
 
-def load_backend(model: str, backend: str = "llamacpp", n_ctx: int = 4096, n_threads=None):
-    """Resolve `model` (alias or path) and load it into the backend named `backend`."""
+def backend_class(name: str) -> type:
+    """The class registered as `name` in `BACKENDS`."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def pick_backend(model: str) -> str:
+    """The backend for `model`: "torch" for a folder (a transformers or torchao checkpoint),
+    "llamacpp" for a GGUF file or a bundled alias."""
+    return "torch" if Path(model).expanduser().is_dir() else "llamacpp"
+
+
+def load_backend(
+    model: str, backend: str = "auto", n_ctx: int = 4096, n_threads=None, **options: Any
+):
+    """Resolve `model` (alias, GGUF path or checkpoint folder) and load it into a backend."""
     from supertiny.models import resolve_gguf
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
-    path = resolve_gguf(model)
-    return BACKENDS[backend](path, n_ctx=n_ctx, n_threads=n_threads)
+    name = pick_backend(model) if backend == "auto" else backend
+    cls = backend_class(name)
+    path = Path(model).expanduser() if name == "torch" else resolve_gguf(model)
+    return cls(path, n_ctx=n_ctx, n_threads=n_threads, **options)
 
 
 def default_name(model: str) -> str:
@@ -46,29 +63,40 @@ def serve(
     name: str | None = None,
     n_ctx: int = 4096,
     n_threads: int | None = None,
-    backend: str = "llamacpp",
+    backend: str = "auto",
     log_level: str = "info",
     strict_model: bool = False,
+    task: str | None = None,
+    max_batch_size: int = 8,
 ) -> None:
     """Serve `model` on an OpenAI-compatible endpoint at http://HOST:PORT/v1 (blocks).
 
-    model: a bundled alias ("teacher", "student") or a GGUF path.
+    model: a bundled alias ("teacher", "student"), a GGUF path, or a checkpoint folder
+        (transformers or torchao; served by the torch backend).
     name: the model id clients see in /v1/models (default: the alias or file stem).
     n_ctx: context length in tokens (prompt + completion).
     n_threads: CPU threads (default: half the cores; see `llamacpp.default_threads`).
-    backend: one of BACKENDS.
+    backend: one of BACKENDS, or "auto" (a folder -> torch, otherwise llamacpp).
     strict_model: answer 404 to a request naming another model (default: accept any).
+    task: a task file; requests are rewritten into its student prompt (`serve/profile.py`).
+    max_batch_size: most concurrent requests the torch backend decodes together.
     """
     import uvicorn
 
     from supertiny.serve.app import create_app
+    from supertiny.serve.profile import TaskProfile
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     log = logging.getLogger(__name__)
-    engine = load_backend(model, backend=backend, n_ctx=n_ctx, n_threads=n_threads)
+    profile = TaskProfile.load(task) if task else None
+    chosen = pick_backend(model) if backend == "auto" else backend
+    options = {"max_batch_size": max_batch_size} if chosen == "torch" else {}
+    engine = load_backend(model, backend=chosen, n_ctx=n_ctx, n_threads=n_threads, **options)
     served = name or default_name(model)
-    log.info("loaded %s (%s backend, context %d) as '%s'", model, backend, engine.n_ctx, served)
-    app = create_app(engine, served, strict_model=strict_model)
+    log.info("loaded %s (%s backend, context %d) as '%s'", model, chosen, engine.n_ctx, served)
+    if profile is not None:
+        log.info("requests use the student prompt of %s", task)
+    app = create_app(engine, served, strict_model=strict_model, profile=profile)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
@@ -78,7 +106,9 @@ def serve(
 def add_arguments(parser) -> None:
     """The command-line options of `supertiny serve` (and `python -m supertiny.serve`)."""
     parser.add_argument(
-        "--model", required=True, help="bundled alias (teacher, student) or GGUF path"
+        "--model",
+        required=True,
+        help="bundled alias (teacher, student), GGUF path, or checkpoint folder (torch backend)",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -89,7 +119,23 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--n-threads", type=int, default=None, help="CPU threads (default: half the cores)"
     )
-    parser.add_argument("--backend", default="llamacpp", choices=sorted(BACKENDS))
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", *sorted(BACKENDS)],
+        help="auto: a folder is served by torch, a GGUF file or alias by llamacpp",
+    )
+    parser.add_argument(
+        "--task",
+        default=None,
+        help="task file: serve its student prompt and tools (what a trained student expects)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=8,
+        help="torch backend: most concurrent requests decoded together",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -100,6 +146,8 @@ def add_arguments(parser) -> None:
 
 def serve_from_args(args) -> int:
     """Run `serve` with parsed `add_arguments` options; a model that cannot load exits 1."""
+    from supertiny.config import ConfigError
+
     try:
         serve(
             args.model,
@@ -111,8 +159,10 @@ def serve_from_args(args) -> int:
             backend=args.backend,
             log_level=args.log_level,
             strict_model=args.strict_model,
+            task=args.task,
+            max_batch_size=args.max_batch_size,
         )
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError, ConfigError) as exc:
         print(f"supertiny serve: error: {exc}", file=sys.stderr)
         return 1
     return 0

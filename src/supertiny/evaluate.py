@@ -1,0 +1,668 @@
+"""The eval stage, ``supertiny eval TASK.yaml``: every model on the same gold test set, one table.
+
+    supertiny eval examples/smart_home/task.yaml --run-dir runs/smart_home
+    supertiny eval examples/smart_home/task.yaml --set models='[{name: q8, model: x.gguf}]'
+
+Each model is measured through the path it would be used by in production:
+- the **teacher** is its function-call pipeline (helper tools, long prompt, n samples and the
+  vote) as the label stage runs it: by default the label stage's answers on the same test
+  records (``label/teacher_test.jsonl``, with their measured latency, tokens and cost), or a
+  fresh run of that pipeline with ``teacher_rerun: true``;
+- a **local model** (GGUF, transformers or torchao checkpoint) is started behind
+  ``supertiny serve --task TASK.yaml`` in a child process and asked over HTTP, one request at
+  a time for accuracy and latency, then ``throughput_requests`` requests at ``concurrency``
+  clients for requests per second. Calls are forced (``tool_choice`` "required") when the
+  task allows no plain answer, so decoding is constrained to valid calls.
+
+Per model: exact match, per-argument F1, validity, the Sim score, exact match per category
+(the test records' ``meta.category``), latency p50/p95/p99, requests/s, parameters and file
+size, tokens in and out per input, and cost per 1,000 inputs (endpoint prices when the
+teacher has them, otherwise measured seconds x ``hourly_price_usd``).
+
+Writes ``RUN_DIR/eval/``: ``NN-name/answers.jsonl`` (one scored answer per test record;
+resumable), ``NN-name/throughput.json``, ``NN-name/step.json``, and ``eval_report.json`` (the
+table the report draws). A model whose file or settings changed is measured again; its old
+folder is set aside.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supertiny.config import ConfigError
+from supertiny.eval_config import EvalConfig, ModelEntry
+from supertiny.progress import bar, console
+from supertiny.runs import (
+    RecordLog,
+    Run,
+    config_hash,
+    finish_step,
+    finished_step,
+    iter_jsonl,
+    set_aside_steps,
+    write_json,
+)
+from supertiny.task import Task, input_text
+
+STAGE = "eval"
+
+
+class EvalError(RuntimeError):
+    """A model cannot be measured (missing stage output, a server that died)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model to measure: a local file or folder, or the teacher pipeline."""
+
+    name: str
+    kind: str  # "teacher" | "gguf" | "hf" | "torchao"
+    path: Path | None
+    reference: str
+    n_threads: int | None = None
+
+    @property
+    def runtime(self) -> str:
+        return {
+            "teacher": "pipeline",
+            "gguf": "llama.cpp",
+            "hf": "PyTorch",
+            "torchao": "PyTorch + torchao",
+        }[self.kind]
+
+
+# ----- which models ------------------------------------------------------------------------
+
+
+def default_lineup(run: Run) -> list[ModelEntry]:
+    """The teacher, the untrained and trained student and the compressed student, as far as
+    the run has them."""
+    entries = []
+    if (run.root / "label" / "teacher_test.jsonl").is_file():
+        entries.append(ModelEntry(name="teacher", model="teacher"))
+    if _stage(run, "train").get("status") == "finished":
+        entries.append(ModelEntry(name="student (untrained)", model="base"))
+        entries.append(ModelEntry(name="student (trained)", model="train"))
+    compress = _stage(run, "compress")
+    if compress.get("status") == "finished":
+        kind = next((k for k in ("gguf", "torchao", "model") if k in compress["artifacts"]), None)
+        if kind:
+            entries.append(ModelEntry(name=f"compressed ({kind})", model=f"compress:{kind}"))
+    return entries
+
+
+def resolve(entry: ModelEntry, run: Run) -> Target:
+    """Where ``entry.model`` points, and which runtime serves it."""
+    ref = entry.model
+    if ref == "teacher":
+        return Target(entry.name, "teacher", None, ref)
+    if ref == "base":
+        student = (_stage(run, "train").get("config") or {}).get("student") or {}
+        if not student.get("model"):
+            raise EvalError(
+                f"model '{entry.name}': 'base' needs a finished train stage in {run.root}"
+            )
+        ref = student["model"]
+    elif ref == "train" or ref.startswith("compress"):
+        stage, _, key = ref.partition(":")
+        artifacts = _stage(run, stage).get("artifacts") or {}
+        key = key or (
+            "model"
+            if stage == "train"
+            else next((k for k in ("gguf", "torchao", "model") if k in artifacts), "model")
+        )
+        if key not in artifacts:
+            raise EvalError(
+                f"model '{entry.name}': the {stage} stage of {run.root} has no '{key}' output; "
+                f"run `supertiny {stage}` first"
+            )
+        ref = str(run.root / artifacts[key])
+    return Target(
+        entry.name, _kind(ref, entry.name), _local_path(ref), entry.model, entry.n_threads
+    )
+
+
+def _kind(ref: str, name: str) -> str:
+    from supertiny import models
+
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if (path / "torchao.json").is_file():
+            return "torchao"
+        if (path / "config.json").is_file():
+            return "hf"
+        raise EvalError(f"model '{name}': {path} is neither a transformers nor a torchao folder")
+    if path.is_file() or ref in models.BUNDLED:
+        return "gguf"
+    raise EvalError(
+        f"model '{name}': '{ref}' is not a file, a folder, a bundled alias "
+        f"({', '.join(models.BUNDLED)}) or a stage output (teacher, base, train, compress)"
+    )
+
+
+def _local_path(ref: str) -> Path:
+    from supertiny import models
+
+    if ref in models.BUNDLED:
+        return models.resolve_gguf(ref)
+    return Path(ref).expanduser()
+
+
+# ----- the stage -----------------------------------------------------------------------------
+
+
+def run(task: Task, conf: EvalConfig, run_dir: str | Path, restart: bool = False) -> dict[str, str]:
+    """Measure every model of ``conf`` on the task's gold test set into ``run_dir/eval``."""
+    from supertiny.transfer.data import test_records
+
+    the_run = Run(run_dir)
+    entries = conf.models or default_lineup(the_run)
+    if not entries:
+        raise EvalError(
+            f"{the_run.root} has no teacher answers and no trained or compressed model to "
+            "evaluate; run the label/train/compress stages first, or list `models` in the "
+            "eval config"
+        )
+    targets = [resolve(e, the_run) for e in entries]
+    records = test_records(task, conf.limit)
+    if not records:
+        raise ConfigError(f"{task.path}: data.test has no records with a gold answer")
+    stage_config = {"task": str(task.path), **conf.model_dump(mode="json")}
+    stage_dir = the_run.begin(STAGE, stage_config, restart=restart, check=False)
+    names = [f"{i + 1:02d}-{_slug(t.name)}" for i, t in enumerate(targets)]
+    digests = [_digest(t, conf, records, the_run) for t in targets]
+    set_aside_steps(stage_dir, dict(zip(names, digests, strict=True)))
+    report = {
+        "task": task.name,
+        "test_n": len(records),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": machine(),
+        "settings": {
+            "concurrency": conf.concurrency,
+            "hourly_price_usd": conf.hourly_price_usd,
+            "max_tokens": conf.max_tokens,
+            "tool_choice": _tool_choice(task, conf),
+        },
+        "models": [],
+    }
+    for target, name, digest in zip(targets, names, digests, strict=True):
+        folder = stage_dir / name
+        info = finished_step(folder, digest)
+        if info is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / "started.json", {"name": name, "hash": digest})
+            console.print(f"[bold]eval {target.name}[/] ({target.runtime}: {target.reference})")
+            row = measure(target, task, records, conf, folder, the_run)
+            info = {"name": name, "hash": digest, "artifact": "answers.jsonl", "row": row}
+            finish_step(folder, info)
+        report["models"].append(info["row"])
+        write_json(stage_dir / "eval_report.json", report)
+    artifacts = {"report": f"{STAGE}/eval_report.json"}
+    the_run.finish(STAGE, artifacts, summary=_summary(report))
+    return artifacts
+
+
+def measure(
+    target: Target, task: Task, records: list[dict], conf: EvalConfig, folder: Path, run: Run
+) -> dict[str, Any]:
+    """One row of the table: accuracy, latency, throughput, size, tokens and cost."""
+    if target.kind == "teacher":
+        answers, throughput = teacher_answers(task, records, conf, folder, run)
+        size = _teacher_size(run)
+    else:
+        answers, throughput = local_answers(target, task, records, conf, folder)
+        size = model_size(target)
+    return summarize(target, answers, throughput, size, conf)
+
+
+def _digest(target: Target, conf: EvalConfig, records: list[dict], run: Run) -> str:
+    from supertiny.compress.compress import fingerprint
+
+    source: Any
+    if target.kind == "teacher":
+        teacher_test = run.root / "label" / "teacher_test.jsonl"
+        source = (
+            _stage(run, "label").get("config_hash")
+            if conf.teacher_rerun
+            else (fingerprint(teacher_test) if teacher_test.is_file() else None)
+        )
+    else:
+        source = fingerprint(target.path)
+    settings = conf.model_dump(mode="json", exclude={"models", "errors_shown"})
+    return config_hash(
+        {
+            "model": source,
+            "threads": target.n_threads,
+            "settings": settings,
+            "ids": [r["id"] for r in records],
+        }
+    )
+
+
+def _stage(run: Run, name: str) -> dict[str, Any]:
+    return run.stage(name) or {}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "model"
+
+
+def _tool_choice(task: Task, conf: EvalConfig) -> str:
+    if conf.tool_choice != "task":
+        return conf.tool_choice
+    return "auto" if task.spec.allow_plain_answer else "required"
+
+
+# ----- local models: a real server ---------------------------------------------------------------
+
+
+def local_answers(
+    target: Target, task: Task, records: list[dict], conf: EvalConfig, folder: Path
+) -> tuple[list[dict], dict[str, Any] | None]:
+    """Answers of a local model served by ``supertiny serve --task``, and its throughput."""
+    import httpx
+
+    from supertiny.serve.process import ServerProcess, ServerStartError
+
+    threads = target.n_threads or conf.n_threads or _cores()
+    log = RecordLog(folder / "answers.jsonl")
+    todo = [r for r in records if r["id"] not in log.ids]
+    settings = {
+        "concurrency": conf.concurrency,
+        "requests": conf.throughput_requests,
+        "max_tokens": conf.max_tokens,
+        "threads": threads,
+    }
+    cached = _read_json(folder / "throughput.json")
+    throughput = cached if cached and cached.get("settings") == settings else None
+    if todo or (throughput is None and conf.throughput_requests):
+        console.print(f"starting the server (log: {folder / 'server.log'})")
+        try:
+            with (
+                ServerProcess(
+                    target.path, task=task.path, n_threads=threads, log_path=folder / "server.log"
+                ) as server,
+                httpx.Client(base_url=server.base_url, timeout=900.0) as http,
+            ):
+                ask = _asker(http, task, conf)
+                with bar(len(todo), f"eval {target.name}: {len(records)} test inputs") as advance:
+                    for record in todo:
+                        log.append(ask(record))
+                        advance(1)
+                if throughput is None and conf.throughput_requests:
+                    throughput = _throughput(ask, records, conf, target.name)
+                    throughput["settings"] = settings
+                    write_json(folder / "throughput.json", throughput)
+        except ServerStartError as exc:
+            raise EvalError(f"model '{target.name}': the server did not start: {exc}") from exc
+        finally:
+            log.close()
+    else:
+        log.close()
+    wanted = {r["id"] for r in records}
+    answers = [a for a in iter_jsonl(folder / "answers.jsonl") if a["id"] in wanted]
+    return answers, throughput
+
+
+def _asker(http, task: Task, conf: EvalConfig):
+    """A function that asks the server one test record and returns its scored answer."""
+    choice = _tool_choice(task, conf)
+
+    def ask(record: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "model": "student",
+            "messages": record["messages"],
+            "tools": task.tools_for(record),
+            "tool_choice": choice,
+            "temperature": 0,
+            "max_tokens": conf.max_tokens,
+        }
+        started = time.perf_counter()
+        response = http.post("/chat/completions", json=body)
+        seconds = time.perf_counter() - started
+        if response.status_code != 200:
+            message = {"role": "assistant", "content": None}
+            problem = f"server answered {response.status_code}: {response.text[:300]}"
+            usage: dict[str, Any] = {}
+        else:
+            payload = response.json()
+            message, problem = payload["choices"][0]["message"], None
+            usage = payload.get("usage") or {}
+        score = task.evaluate(message, record["gold"], record.get("tools")).to_dict()
+        if problem:
+            score["reason"] = problem
+        return _answer(
+            record,
+            _as_label(message),
+            score,
+            seconds,
+            usage.get("prompt_tokens"),
+            usage.get("completion_tokens"),
+            1,
+            0.0,
+        )
+
+    return ask
+
+
+def _throughput(ask, records: list[dict], conf: EvalConfig, name: str) -> dict[str, Any]:
+    """Requests per second with ``conf.concurrency`` clients sending ``throughput_requests``."""
+    sample = [records[i % len(records)] for i in range(conf.throughput_requests)]
+    with bar(
+        len(sample), f"eval {name}: {len(sample)} requests at concurrency {conf.concurrency}"
+    ) as advance:
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(conf.concurrency) as pool:
+            for _ in pool.map(ask, sample):
+                advance(1)
+        seconds = time.perf_counter() - started
+    return {
+        "requests": len(sample),
+        "concurrency": conf.concurrency,
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(len(sample) / seconds, 4),
+    }
+
+
+# ----- the teacher pipeline --------------------------------------------------------------------
+
+
+def teacher_answers(
+    task: Task, records: list[dict], conf: EvalConfig, folder: Path, run: Run
+) -> tuple[list[dict], dict[str, Any] | None]:
+    """The teacher pipeline's answers: the label stage's, or a fresh run of the same pipeline."""
+    wanted = {r["id"]: r for r in records}
+    if not conf.teacher_rerun:
+        path = run.root / "label" / "teacher_test.jsonl"
+        rows = [r for r in iter_jsonl(path) if r.get("id") in wanted] if path.is_file() else []
+        missing = len(wanted) - len({r["id"] for r in rows})
+        if not rows or missing:
+            raise EvalError(
+                f"the label stage answered {len(rows)} of the {len(wanted)} test records in "
+                f"{path}; run `supertiny label` with the same test set, or set teacher_rerun: true"
+            )
+        answers = [_teacher_answer(r, task) for r in rows]
+        _write_answers(folder / "answers.jsonl", answers)
+        return answers, None
+    return _rerun_teacher(task, list(wanted.values()), folder, run)
+
+
+def _rerun_teacher(task: Task, records: list[dict], folder: Path, run: Run):
+    """The label stage's pipeline and quality control, again, on the test records."""
+    import asyncio
+
+    from supertiny.teacher import label
+
+    stored = dict(_stage(run, "label").get("config") or {})
+    if not stored:
+        raise EvalError(
+            f"teacher_rerun needs the label stage's settings: run `supertiny label` in {run.root}"
+        )
+    for key in ("task", "task_sha"):
+        stored.pop(key, None)
+    lconf = label.load_config(None, None, stored)
+    log = RecordLog(folder / "answers.jsonl")
+    todo = [r for r in records if r["id"] not in log.ids]
+
+    async def go() -> float:
+        with label._endpoint(lconf.teacher, folder / "teacher_server.log") as (url, model):
+            client = label._client(lconf.teacher, url, model, folder / "cache.sqlite")
+            labeler = label.Labeler(task, lconf, client, None)
+
+            def done(record, outcome, advance):
+                if outcome is not None:
+                    log.append(_teacher_answer({**outcome[0], "gold": record["gold"]}, task))
+                advance(1)
+
+            started = time.perf_counter()
+            try:
+                await label._run_all(
+                    todo, labeler, lconf.teacher.concurrency, done, "teacher pipeline"
+                )
+            finally:
+                await client.aclose()
+            return time.perf_counter() - started
+
+    try:
+        seconds = asyncio.run(go()) if todo else None
+    finally:
+        log.close()
+    answers = [
+        a for a in iter_jsonl(folder / "answers.jsonl") if a["id"] in {r["id"] for r in records}
+    ]
+    throughput = None
+    if seconds:
+        throughput = {
+            "requests": len(todo),
+            "concurrency": lconf.teacher.concurrency,
+            "seconds": round(seconds, 3),
+            "requests_per_s": round(len(todo) / seconds, 4),
+        }
+        write_json(folder / "throughput.json", throughput)
+    return answers, throughput or _read_json(folder / "throughput.json")
+
+
+def _teacher_answer(row: dict[str, Any], task: Task) -> dict[str, Any]:
+    meta = row.get("meta") or {}
+    prediction = row.get("label") or {"tool_calls": [], "content": None}
+    score = row.get("score") or task.evaluate(prediction, row["gold"], row.get("tools")).to_dict()
+    return _answer(
+        row,
+        prediction,
+        score,
+        meta.get("latency_s"),
+        meta.get("prompt_tokens"),
+        meta.get("completion_tokens"),
+        meta.get("requests"),
+        meta.get("cost_usd"),
+    )
+
+
+def _teacher_size(run: Run) -> dict[str, Any]:
+    """Parameters and bytes of the teacher when it is a local GGUF (the bundled default)."""
+    teacher = (_stage(run, "label").get("config") or {}).get("teacher") or {}
+    if teacher.get("url") or not teacher.get("model"):
+        return {"params": None, "bytes": None}
+    try:
+        return model_size(Target("teacher", "gguf", _local_path(teacher["model"]), "teacher"))
+    except Exception:  # noqa: BLE001 - a size we cannot read is "not measured"
+        return {"params": None, "bytes": None}
+
+
+# ----- rows ----------------------------------------------------------------------------------------
+
+
+def _answer(record, prediction, score, seconds, tokens_in, tokens_out, requests, cost) -> dict:
+    return {
+        "id": record["id"],
+        "input": input_text(record),
+        "category": (record.get("meta") or {}).get("category"),
+        "gold": record["gold"],
+        "prediction": prediction,
+        "score": {k: v for k, v in score.items() if k != "calls"},
+        "latency_s": None if seconds is None else round(seconds, 4),
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
+        "requests": requests,
+        "cost_usd": cost,
+    }
+
+
+def _as_label(message: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI assistant message as a label: calls with decoded arguments, and content."""
+    calls = []
+    for call in message.get("tool_calls") or []:
+        arguments = call["function"].get("arguments")
+        try:
+            arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except ValueError:
+            pass
+        calls.append({"name": call["function"]["name"], "arguments": arguments})
+    return {"tool_calls": calls, "content": message.get("content")}
+
+
+def summarize(
+    target: Target,
+    answers: list[dict],
+    throughput: dict | None,
+    size: dict,
+    conf: EvalConfig,
+) -> dict[str, Any]:
+    """The table row of one model from its scored answers."""
+    from supertiny.transfer.sampling import summarize as accuracy
+
+    scores = [a["score"] for a in answers]
+    latencies = [a["latency_s"] for a in answers if a["latency_s"] is not None]
+    rps = (throughput or {}).get("requests_per_s")
+    row = {
+        "name": target.name,
+        "kind": target.kind,
+        "runtime": target.runtime,
+        "path": str(target.path) if target.path else target.reference,
+        **accuracy(scores),
+        "by_category": by_category(answers),
+        "latency_s": latency_stats(latencies),
+        "concurrency": (throughput or {}).get("concurrency"),
+        "requests_per_s": rps,
+        **size,
+        "tokens_in": _mean(a["prompt_tokens"] for a in answers),
+        "tokens_out": _mean(a["completion_tokens"] for a in answers),
+        "requests_per_input": _mean(a["requests"] for a in answers),
+        "errors": sample_errors(answers, conf.errors_shown),
+    }
+    row.update(cost(answers, rps, row["latency_s"]["mean"], conf.hourly_price_usd))
+    return row
+
+
+def cost(answers: list[dict], rps: float | None, mean_s: float | None, hourly: float) -> dict:
+    """Cost per 1,000 inputs: the endpoint's prices when they were paid, else machine time."""
+    paid = [a["cost_usd"] for a in answers if a.get("cost_usd")]
+    if paid:
+        per_input = sum(paid) / len(answers)
+        return {
+            "cost_per_1k_usd": round(1000 * per_input, 4),
+            "cost_basis": "endpoint prices per token",
+        }
+    seconds = 1 / rps if rps else mean_s
+    if seconds is None:
+        return {"cost_per_1k_usd": None, "cost_basis": "not measured"}
+    how = "at its measured requests/s" if rps else "per request, one at a time"
+    return {
+        "cost_per_1k_usd": round(1000 * seconds * hourly / 3600, 5),
+        "cost_basis": f"{seconds:.2f} s of machine time {how} x ${hourly}/h",
+    }
+
+
+def by_category(answers: list[dict]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[bool]] = {}
+    for a in answers:
+        if a.get("category"):
+            groups.setdefault(a["category"], []).append(bool(a["score"]["exact"]))
+    return {k: {"n": len(v), "exact": round(sum(v) / len(v), 4)} for k, v in sorted(groups.items())}
+
+
+def latency_stats(values: list[float]) -> dict[str, float | None]:
+    from supertiny.compress.measure import _percentile
+
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None}
+    return {
+        "p50": round(_percentile(values, 0.50), 4),
+        "p95": round(_percentile(values, 0.95), 4),
+        "p99": round(_percentile(values, 0.99), 4),
+        "mean": round(sum(values) / len(values), 4),
+    }
+
+
+def sample_errors(answers: list[dict], limit: int) -> list[dict[str, Any]]:
+    wrong = [a for a in answers if not a["score"]["exact"]][:limit]
+    return [
+        {
+            "id": a["id"],
+            "input": a["input"],
+            "gold": calls_text(a["gold"]),
+            "prediction": calls_text(a["prediction"]),
+            "reason": a["score"].get("reason"),
+        }
+        for a in wrong
+    ]
+
+
+def calls_text(label: dict[str, Any] | None) -> str:
+    """``set_power(device_id=light.x, on=false); ...`` for a label, or its text."""
+    if not label:
+        return ""
+    calls = label.get("tool_calls") or []
+    parts = []
+    for call in calls:
+        arguments = call.get("arguments")
+        if isinstance(arguments, dict):
+            args = ", ".join(
+                f"{k}={json.dumps(v, ensure_ascii=False).strip(chr(34))}"
+                for k, v in arguments.items()
+            )
+        else:
+            args = str(arguments)
+        parts.append(f"{call.get('name')}({args})")
+    text = "; ".join(parts)
+    if label.get("content"):
+        text = (text + " | " if text else "") + str(label["content"])[:200]
+    return text or "(nothing)"
+
+
+def model_size(target: Target) -> dict[str, Any]:
+    """Parameters and bytes on disk of a local model (None where they cannot be read)."""
+    from supertiny.compress import measure
+
+    try:
+        if target.kind == "gguf":
+            params = measure.gguf_param_counts(target.path)["total"]
+        else:
+            params = measure.config_param_counts(target.path)["total"]
+    except Exception:  # noqa: BLE001 - e.g. the gguf package is missing
+        params = None
+    return {"params": params, "bytes": measure.artifact_bytes(target.path)}
+
+
+def machine() -> dict[str, Any]:
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": _cores(), "gpu": None}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_answers(path: Path, answers: list[dict]) -> None:
+    from supertiny.runs import write_jsonl
+
+    write_jsonl(path, answers)
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        m["name"]: {"exact": m["exact"], "p50_s": m["latency_s"]["p50"]} for m in report["models"]
+    }
