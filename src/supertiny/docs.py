@@ -1,12 +1,13 @@
 """Generate the reference pages in docs/ from the typed configs, so they cannot drift.
 
-python -m supertiny.docs            # rewrites docs/task.md, label.md, train.md, compress.md
+python -m supertiny.docs            # rewrites docs/task.md, label.md, train.md, compress.md, eval.md
 python -m supertiny.docs --check    # exits 1 if a page is out of date (run by the tests)
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import typing
 from pathlib import Path
@@ -22,6 +23,7 @@ def _type_name(annotation: typing.Any) -> str:
     text = text or str(annotation).replace("typing.", "")
     if "Annotated[" in text and "discriminator='kind'" in text:
         return "list of steps (see Steps)"
+    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # supertiny.eval_config.ModelEntry -> ModelEntry
     return text.replace("NoneType", "null").replace("dict[str, Any]", "mapping")
 
 
@@ -96,6 +98,7 @@ def pages() -> dict[str, str]:
     import supertiny.transfer.kd
     import supertiny.transfer.rft
     import supertiny.transfer.sft  # noqa: F401 - their docstrings go into train.md
+    from supertiny import eval_config, evaluate
     from supertiny.compress import compress, compress_config, steps
     from supertiny.task import TaskSpec
     from supertiny.teacher import label
@@ -138,6 +141,15 @@ def pages() -> dict[str, str]:
             compress_config.PRESETS,
             compress_config.CompressConfig,
             _step_tables(compress_steps, lambda k: steps.STEPS[k].__doc__),
+        ),
+        "eval.md": _stage_page(
+            "Evaluate",
+            evaluate.__doc__,
+            eval_config.PRESETS,
+            eval_config.EvalConfig,
+            "\n## Model entries\n\nEach entry of `models`:\n\n"
+            + table(eval_config.ModelEntry)
+            + "\n",
         ),
     }
 
