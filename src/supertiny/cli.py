@@ -102,10 +102,13 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health).
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health, /metrics).
 
-    MODEL is a GGUF path or a bundled alias (teacher, student). Tool calls come back in
-    message.tool_calls. Point any OpenAI client at http://HOST:PORT/v1.
+    MODEL is a GGUF path or a bundled alias (teacher, student), served by llama.cpp, or a
+    checkpoint folder (transformers or torchao), served by PyTorch with request batching.
+    Tool calls come back in message.tool_calls; forced calls and response_format are decoded
+    under grammars built from the schemas. --task TASK.yaml serves a trained student in its
+    own prompt format. Point any OpenAI client at http://HOST:PORT/v1.
     """
     from supertiny.serve.server import serve_from_args
 

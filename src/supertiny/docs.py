@@ -23,7 +23,9 @@ def _type_name(annotation: typing.Any) -> str:
     text = text or str(annotation).replace("typing.", "")
     if "Annotated[" in text and "discriminator='kind'" in text:
         return "list of steps (see Steps)"
-    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # supertiny.eval_config.ModelEntry -> ModelEntry
+    text = re.sub(
+        r"\b(?:\w+\.)+(\w+)", r"\1", text
+    )  # supertiny.eval_config.ModelEntry -> ModelEntry
     return text.replace("NoneType", "null").replace("dict[str, Any]", "mapping")
 
 

@@ -177,7 +177,7 @@ def run(task: Task, conf: EvalConfig, run_dir: str | Path, restart: bool = False
     stage_config = {"task": str(task.path), **conf.model_dump(mode="json")}
     stage_dir = the_run.begin(STAGE, stage_config, restart=restart, check=False)
     names = [f"{i + 1:02d}-{_slug(t.name)}" for i, t in enumerate(targets)]
-    digests = [_digest(t, conf, records, the_run) for t in targets]
+    digests = [_digest(t, task, conf, records, the_run) for t in targets]
     set_aside_steps(stage_dir, dict(zip(names, digests, strict=True)))
     report = {
         "task": task.name,
@@ -222,7 +222,9 @@ def measure(
     return summarize(target, answers, throughput, size, conf)
 
 
-def _digest(target: Target, conf: EvalConfig, records: list[dict], run: Run) -> str:
+def _digest(target: Target, task: Task, conf: EvalConfig, records: list[dict], run: Run) -> str:
+    """Settings hash of one model's measurement: its file, the settings, the task's tools and
+    student prompt (they shape every request and its grammar) and the test records."""
     from supertiny.compress.compress import fingerprint
 
     source: Any
@@ -241,6 +243,7 @@ def _digest(target: Target, conf: EvalConfig, records: list[dict], run: Run) -> 
             "model": source,
             "threads": target.n_threads,
             "settings": settings,
+            "task": {"tools": task.tools, "student": task.spec.student.model_dump(mode="json")},
             "ids": [r["id"] for r in records],
         }
     )

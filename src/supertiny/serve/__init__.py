@@ -4,11 +4,15 @@
     # then any OpenAI client: base_url="http://127.0.0.1:8000/v1"
 
 - `server.py`: `serve()` (blocking; what the CLI verb calls) and the `BACKENDS` registry;
-- `app.py`: the HTTP layer (`POST /v1/chat/completions`, `GET /v1/models`, `GET /health`);
+- `app.py`: the HTTP layer (`POST /v1/chat/completions`, `GET /v1/models`, `GET /health`,
+  `GET /metrics`); `metrics.py`: its Prometheus counters;
 - `protocol.py`: the request model and its normalisation for chat templates;
+- `profile.py`: a task's student prompt format, applied to requests (`--task`);
 - `responses.py`: generated text -> OpenAI `chat.completion` objects and chunks;
 - `backend.py`: the `Backend` interface every model runtime implements;
-- `llamacpp.py`: the llama.cpp backend (GGUF in process);
+- `llamacpp.py`: the llama.cpp backend (GGUF in process); `grammar.py`: its GBNF grammars;
+- `torch_backend.py` + `torch_sampling.py`: the PyTorch backend (checkpoint folders, request
+  batching, xgrammar-constrained decoding);
 - `process.py`: `ServerProcess`, a server in a subprocess for the other stages
   (the label stage starts the teacher this way).
 """

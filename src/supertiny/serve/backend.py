@@ -8,9 +8,10 @@ may call it from several threads. Parsing tool calls out of the text is *not* th
 backend's job: the HTTP layer does it once, for every backend, with
 `supertiny.toolcalls.parse`.
 
-To add a backend (a PyTorch one is planned), write a class with the `Backend`
-methods whose constructor is `cls(model_path, *, n_ctx, n_threads)`, and add it to
-`BACKENDS` in `serve/server.py`. `StopMatcher` and `token_logprob` are shared helpers,
+Two backends exist: `llamacpp.py` (GGUF) and `torch_backend.py` (transformers and torchao
+checkpoints, with request batching). To add one, write a class with the `Backend` methods
+whose constructor is `cls(model_path, *, n_ctx, n_threads)`, and add it to `BACKENDS` in
+`serve/server.py`. `StopMatcher` and `token_logprob` are shared helpers,
 so that every backend stops, streams and reports logprobs the same way.
 """
 
