@@ -468,6 +468,69 @@ def _add_report(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", metavar="PNG", help="also render it to a PNG (Chromium)")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a whole pipeline: label -> train -> compress -> eval -> report, in one run directory.
+
+    PIPELINE.yaml names the task and holds one section per stage (a preset and that stage's
+    keys; see docs/pipeline.md). Re-running the same command continues where it stopped: a
+    stage whose outputs are complete and whose settings are unchanged is skipped, an
+    interrupted one resumes. --from STAGE redoes that stage and the ones after it, --only
+    STAGE one stage (their old outputs are set aside, not deleted).
+    """
+    from supertiny import pipeline
+
+    result = pipeline.run(
+        args.pipeline, from_stage=args.from_stage, only=args.only, run_dir=args.run_dir
+    )
+    _print_outcome(result)
+    return 0
+
+
+def _print_outcome(result: dict) -> None:
+    """The comparison table, the report, and the command that serves the result."""
+    run_dir = result["run_dir"]
+    eval_report = run_dir / "eval" / "eval_report.json"
+    if eval_report.is_file():
+        print_eval_table(eval_report)
+    if result.get("report"):
+        console.print(f"report: {result['report']}", soft_wrap=True)
+    serve = _serve_command(run_dir)
+    if serve:
+        console.print(f"serve the result: {serve}", soft_wrap=True)
+
+
+def _serve_command(run_dir: Path) -> str | None:
+    """`supertiny serve ...` for the run's final model (compressed if there is one)."""
+    from supertiny.runs import Run
+
+    the_run = Run(run_dir)
+    task = ((the_run.stage("eval") or the_run.stage("label") or {}).get("config") or {}).get("task")
+    for stage, keys in (("compress", ("gguf", "torchao", "model")), ("train", ("model",))):
+        artifacts = (the_run.stage(stage) or {}).get("artifacts") or {}
+        for key in keys:
+            if key in artifacts:
+                command = f"supertiny serve --model {run_dir / artifacts[key]}"
+                return command + (f" --task {task}" if task else "")
+    return None
+
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", help="pipeline YAML, e.g. examples/shop_search/pipeline.yaml")
+    parser.add_argument(
+        "--run-dir", help="run directory (default: the file's run_dir, or runs/<task>)"
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--from",
+        dest="from_stage",
+        choices=["label", "train", "compress", "eval"],
+        help="redo this stage and the ones after it",
+    )
+    group.add_argument(
+        "--only", choices=["label", "train", "compress", "eval"], help="redo this stage only"
+    )
+
+
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     from supertiny.serve.server import add_arguments
 
@@ -488,6 +551,7 @@ VERBS: dict[
     "compress": (cmd_compress, _add_compress),
     "eval": (cmd_eval, _add_eval),
     "report": (cmd_report, _add_report),
+    "run": (cmd_run, _add_run),
     "serve": (cmd_serve, _add_serve),
     "models": (cmd_models, _add_models),
 }

@@ -1,6 +1,6 @@
 """Generate the reference pages in docs/ from the typed configs, so they cannot drift.
 
-python -m supertiny.docs            # rewrites docs/task.md, label.md, train.md, compress.md, eval.md
+python -m supertiny.docs            # rewrites docs/task.md, label.md, train.md, compress.md, eval.md, pipeline.md
 python -m supertiny.docs --check    # exits 1 if a page is out of date (run by the tests)
 """
 
@@ -100,7 +100,7 @@ def pages() -> dict[str, str]:
     import supertiny.transfer.kd
     import supertiny.transfer.rft
     import supertiny.transfer.sft  # noqa: F401 - their docstrings go into train.md
-    from supertiny import eval_config, evaluate
+    from supertiny import eval_config, evaluate, pipeline
     from supertiny.compress import compress, compress_config, steps
     from supertiny.task import TaskSpec
     from supertiny.teacher import label
@@ -153,6 +153,11 @@ def pages() -> dict[str, str]:
             + table(eval_config.ModelEntry)
             + "\n",
         ),
+        "pipeline.md": "# The pipeline file\n\n```\n"
+        + (pipeline.__doc__ or "").strip()
+        + "\n```\n\n## Keys\n\n"
+        + table(pipeline.PipelineConfig)
+        + "\n",
     }
 
 

@@ -174,8 +174,7 @@ def run(task: Task, conf: EvalConfig, run_dir: str | Path, restart: bool = False
     records = test_records(task, conf.limit)
     if not records:
         raise ConfigError(f"{task.path}: data.test has no records with a gold answer")
-    stage_config = {"task": str(task.path), **conf.model_dump(mode="json")}
-    stage_dir = the_run.begin(STAGE, stage_config, restart=restart, check=False)
+    stage_dir = the_run.begin(STAGE, stage_settings(task, conf), restart=restart, check=False)
     names = [f"{i + 1:02d}-{_slug(t.name)}" for i, t in enumerate(targets)]
     digests = [_digest(t, task, conf, records, the_run) for t in targets]
     set_aside_steps(stage_dir, dict(zip(names, digests, strict=True)))
@@ -207,6 +206,11 @@ def run(task: Task, conf: EvalConfig, run_dir: str | Path, restart: bool = False
     artifacts = {"report": f"{STAGE}/eval_report.json"}
     the_run.finish(STAGE, artifacts, summary=_summary(report))
     return artifacts
+
+
+def stage_settings(task: Task, conf: EvalConfig) -> dict[str, Any]:
+    """What the manifest records as this stage's settings."""
+    return {"task": str(task.path), **conf.model_dump(mode="json")}
 
 
 def measure(

@@ -3,11 +3,18 @@ is forced. (Its effect on a real model is tested in tests/integration/test_serve
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from supertiny.serve.grammar import _llama_escapes, call_schema, tool_call_grammar  # noqa: E402
+from supertiny.serve.grammar import (  # noqa: E402
+    _llama_escapes,
+    call_schema,
+    int_range,
+    tool_call_grammar,
+)
 
 TOOLS = [
     {
@@ -73,3 +80,40 @@ def test_unknown_escapes_are_rewritten_and_known_ones_kept():
     assert _llama_escapes('"a\\.b" [\\-x] "\\"" "\\n" "\\\\."') == (
         '"a\\x2Eb" [\\x2Dx] "\\"" "\\n" "\\\\."'
     )
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [(0, 100), (1, 86400), (10, 30), (-5, 5), (-120, -3), (0, 0), (7, 7), (3, 1000), (-999, 12)],
+)
+def test_integer_ranges_match_exactly_the_integers_in_range(low, high):
+    # the expression uses only quoted digits, classes, {n} and alternation: a regex reads it
+    pattern = re.compile(int_range(low, high).replace('"', "").replace(" ", ""))
+    for n in range(low - 1200, high + 1200):
+        assert bool(pattern.fullmatch(str(n))) == (low <= n <= high), n
+    for padded in ("01", "-0", "007", "00", "-01"):
+        assert not pattern.fullmatch(padded)
+
+
+def test_bounded_integers_are_in_the_tool_grammar():
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "set_timer",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "seconds": {"type": "integer", "minimum": 1, "maximum": 86400},
+                        "level": {"type": "integer", "exclusiveMaximum": 101, "minimum": 0},
+                    },
+                    "required": ["seconds"],
+                },
+            },
+        }
+    ]
+    gbnf = tool_call_grammar(tools, "required")
+    assert int_range(1, 86400) in gbnf and int_range(0, 100) in gbnf
+    with pytest.raises(ValueError, match="no integer"):
+        tools[0]["function"]["parameters"]["properties"]["level"]["minimum"] = 200
+        tool_call_grammar(tools, "required")

@@ -7,12 +7,14 @@ llama.cpp backend samples calls under this grammar: one or more JSON objects
 sampled under it (after a pre-filled opening tag); under "auto" the model writes freely until
 it opens a call, and the call is finished under it. A tiny model then cannot emit a malformed
 call, a tool that does not exist, a missing required argument, a value outside an enum, of
-the wrong type, or a string that breaks its ``pattern``. ``json_grammar`` does the same for a
+the wrong type, an integer outside its ``minimum``/``maximum``, or a string that breaks its
+``pattern``. ``json_grammar`` does the same for a
 ``response_format``.
 
 The JSON-schema-to-GBNF conversion is llama-cpp-python's (``json_schema_to_gbnf``); this module
-builds the call schema, wraps it in the template's tags, and repairs the one thing llama.cpp's
-grammar parser rejects in the converter's output: regex escapes such as ``\\.`` inside
+builds the call schema, wraps it in the template's tags, adds integer bounds (which the
+converter leaves out; ``int_range``), and repairs the one thing llama.cpp's grammar parser
+rejects in the converter's output: regex escapes such as ``\\.`` inside
 literals and character classes (see ``_llama_escapes``). A schema whose patterns the converter cannot express is
 built again without them (``patterns=False``): the validator still checks them after decoding.
 
@@ -55,9 +57,88 @@ def _llama_escapes(gbnf: str) -> str:
 
 
 def _to_gbnf(schema: dict[str, Any]) -> str:
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    """The converter's GBNF for ``schema``, with integer bounds and escapes llama.cpp reads."""
+    from llama_cpp import llama_grammar
 
-    return _llama_escapes(json_schema_to_gbnf(json.dumps(schema)))
+    class Converter(llama_grammar.SchemaConverter):
+        """llama-cpp-python's converter, plus ``minimum``/``maximum`` on integers (its own
+        ``visit`` leaves them out: a bounded integer would be any integer)."""
+
+        def visit(self, schema, name):
+            bounds = _int_bounds(schema) if isinstance(schema, dict) else None
+            if bounds is None:
+                return super().visit(schema, name)
+            rule = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
+            return self._add_rule(rule, f"({int_range(*bounds)}) space")
+
+    converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(json.loads(json.dumps(schema)), "stdin"), "")
+    return _llama_escapes(converter.format_grammar())
+
+
+MAX_DIGITS = 15
+"""An integer bounded on one side only is given at most this many digits on the other."""
+
+
+def _int_bounds(schema: dict[str, Any]) -> tuple[int, int] | None:
+    """(lowest, highest) allowed value of an integer schema with bounds, else None."""
+    if schema.get("type") != "integer":
+        return None
+    keys = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    if not any(isinstance(schema.get(k), int | float) for k in keys):
+        return None
+    import math
+
+    low, high = -(10**MAX_DIGITS - 1), 10**MAX_DIGITS - 1
+    if isinstance(schema.get("minimum"), int | float):
+        low = max(low, math.ceil(schema["minimum"]))
+    if isinstance(schema.get("exclusiveMinimum"), int | float):
+        low = max(low, math.floor(schema["exclusiveMinimum"]) + 1)
+    if isinstance(schema.get("maximum"), int | float):
+        high = min(high, math.floor(schema["maximum"]))
+    if isinstance(schema.get("exclusiveMaximum"), int | float):
+        high = min(high, math.ceil(schema["exclusiveMaximum"]) - 1)
+    if low > high:
+        raise ValueError(f"no integer satisfies {schema}")
+    return low, high
+
+
+def int_range(low: int, high: int) -> str:
+    """A GBNF expression matching exactly the integers ``low``..``high`` as JSON writes them
+    (no leading zeros, "-" for negatives)."""
+    parts = []
+    if low < 0:
+        parts.append('"-" (' + _natural_range(max(1, -min(high, -1)), -low) + ")")
+    if high >= 0:
+        parts.append(_natural_range(max(low, 0), high))
+    return " | ".join(parts)
+
+
+def _natural_range(low: int, high: int) -> str:
+    """Integers ``low``..``high`` (both >= 0), split by digit count."""
+    alternatives = []
+    for length in range(len(str(low)), len(str(high)) + 1):
+        first = str(low) if length == len(str(low)) else "1" + "0" * (length - 1)
+        last = str(high) if length == len(str(high)) else "9" * length
+        alternatives.append(_same_length(first, last))
+    return " | ".join(alternatives)
+
+
+def _same_length(a: str, b: str) -> str:
+    """Digit strings of one length from ``a`` to ``b`` (``a`` <= ``b``)."""
+    if not a:
+        return ""
+    rest = len(a) - 1
+    tail = f" [0-9]{{{rest}}}" if rest else ""
+    if a[1:] == "0" * rest and b[1:] == "9" * rest:
+        return f"[{a[0]}-{b[0]}]{tail}"
+    if a[0] == b[0]:
+        return f'"{a[0]}" ({_same_length(a[1:], b[1:])})'
+    alternatives = [f'"{a[0]}" ({_same_length(a[1:], "9" * rest)})']
+    if int(a[0]) + 1 <= int(b[0]) - 1:
+        alternatives.append(f"[{int(a[0]) + 1}-{int(b[0]) - 1}]{tail}")
+    alternatives.append(f'"{b[0]}" ({_same_length("0" * rest, b[1:])})')
+    return "(" + " | ".join(alternatives) + ")"
 
 
 def call_schema(tool: dict[str, Any], patterns: bool = True) -> dict[str, Any]:

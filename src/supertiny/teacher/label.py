@@ -254,17 +254,21 @@ def _client(conf: EndpointConfig, base_url: str, model: str, cache_path: Path) -
     )
 
 
+def stage_settings(task: Task, conf: LabelConfig) -> dict[str, Any]:
+    """What the manifest records as this stage's settings (the task file's hash included)."""
+    return {
+        "task": str(task.path),
+        "task_sha": _task_fingerprint(task),
+        **conf.model_dump(mode="json"),
+    }
+
+
 def run(
     task: Task, conf: LabelConfig, run_dir: str | Path, restart: bool = False
 ) -> dict[str, str]:
     """Label the task's data into ``run_dir/label``; returns the artifact paths (relative)."""
     the_run = Run(run_dir)
-    stage_config = {
-        "task": str(task.path),
-        "task_sha": _task_fingerprint(task),
-        **conf.model_dump(mode="json"),
-    }
-    out = the_run.begin("label", stage_config, restart=restart)
+    out = the_run.begin("label", stage_settings(task, conf), restart=restart)
     names = ("labeled", "rejected", "preferences", "teacher_test")
     logs = {name: RecordLog(out / f"{name}.jsonl") for name in names}
     try:
