@@ -10,6 +10,7 @@ import pytest
 llama_cpp = pytest.importorskip("llama_cpp")
 
 from supertiny.serve.grammar import (  # noqa: E402
+    _bounded_number,
     _llama_escapes,
     call_schema,
     int_range,
@@ -117,3 +118,27 @@ def test_bounded_integers_are_in_the_tool_grammar():
     with pytest.raises(ValueError, match="no integer"):
         tools[0]["function"]["parameters"]["properties"]["level"]["minimum"] = 200
         tool_call_grammar(tools, "required")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "number", "minimum": 10, "maximum": 30, "multipleOf": 0.5},
+        {"type": "number", "minimum": -5, "maximum": 5},
+        {"type": "number", "minimum": 0, "maximum": 1},
+    ],
+)
+def test_bounded_numbers_only_admit_values_in_range(schema):
+    pattern = re.compile(
+        _bounded_number(schema).replace('"', "").replace(" ", "").replace(".", "\\.")
+    )
+    admitted = 0
+    for tenths in range(-800, 800):
+        for text in {str(tenths / 10), str(tenths // 10)}:
+            if pattern.fullmatch(text):
+                admitted += 1
+                assert schema["minimum"] <= float(text) <= schema["maximum"], text
+                steps = float(text) / schema.get("multipleOf", 0.1)
+                assert abs(steps - round(steps)) < 1e-9, text
+    assert admitted > 2
+    assert pattern.fullmatch(str(schema["maximum"]))

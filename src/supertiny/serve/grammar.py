@@ -65,11 +65,11 @@ def _to_gbnf(schema: dict[str, Any]) -> str:
         ``visit`` leaves them out: a bounded integer would be any integer)."""
 
         def visit(self, schema, name):
-            bounds = _int_bounds(schema) if isinstance(schema, dict) else None
-            if bounds is None:
+            expression = _bounded_number(schema) if isinstance(schema, dict) else None
+            if expression is None:
                 return super().visit(schema, name)
             rule = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
-            return self._add_rule(rule, f"({int_range(*bounds)}) space")
+            return self._add_rule(rule, f"({expression}) space")
 
     converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     converter.visit(converter.resolve_refs(json.loads(json.dumps(schema)), "stdin"), "")
@@ -78,6 +78,42 @@ def _to_gbnf(schema: dict[str, Any]) -> str:
 
 MAX_DIGITS = 15
 """An integer bounded on one side only is given at most this many digits on the other."""
+
+
+def _bounded_number(schema: dict[str, Any]) -> str | None:
+    """GBNF for an integer, or a number with integer bounds on both sides, within its bounds;
+    None for anything else (the converter's own rule is used then)."""
+    kind = schema.get("type")
+    if kind == "integer":
+        bounds = _int_bounds(schema)
+        return None if bounds is None else int_range(*bounds)
+    if kind != "number" or not all(isinstance(schema.get(k), int) for k in ("minimum", "maximum")):
+        return None
+    low, high = schema["minimum"], schema["maximum"]
+    if low >= high:
+        return None
+    fraction = _fraction(schema.get("multipleOf"))
+    if fraction is None:
+        return None
+    exact = f'"{low}" | "{high}"'
+    if high - low < 2 and low < 0:
+        return exact
+    inner = (low + 1, high - 1) if low < 0 else (low, high - 1)
+    ends = exact if low < 0 else f'"{high}"'
+    return f"({int_range(*inner)}) {fraction} | {ends}".replace(" ()", "")
+
+
+def _fraction(step: Any) -> str | None:
+    """The optional fraction of a number that is a multiple of ``step`` (None: not handled)."""
+    if step is None:
+        return '("." [0-9]{1,6})?'
+    if step == 0.5:
+        return '("." [05])?'
+    if step in (0.1, 0.2, 0.25):
+        return '("." [0-9])?' if step == 0.1 else "()"
+    if isinstance(step, int) and step == 1:
+        return "()"
+    return None
 
 
 def _int_bounds(schema: dict[str, Any]) -> tuple[int, int] | None:
