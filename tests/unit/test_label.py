@@ -245,8 +245,14 @@ def test_ctrl_c_keeps_records_and_rerun_continues(task, tmp_path):
             "--run-dir",
             str(run_dir),
         ]
+        # A job started in the background by a non-interactive shell (`ci &`) inherits SIGINT
+        # ignored, and Python keeps it so: give the child Ctrl-C back, as a terminal has it.
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         labeled = run_dir / "label" / "labeled.jsonl"
         deadline = time.time() + 30
