@@ -109,3 +109,14 @@ def test_bad_pipeline_files_name_the_key(tmp_path):
     path.write_text(f"task: {TASK}\ncompress: null\neval: null\n")
     with pytest.raises(ConfigError, match="--from compress: not a stage"):
         pipeline.run(path, from_stage="compress")
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path("examples").glob("*/pipeline*.yaml")), ids=lambda p: str(p)
+)
+def test_every_shipped_pipeline_loads(path):
+    from supertiny.task import Task
+
+    conf, task_path = pipeline.load(path)
+    stages = pipeline.stages(conf, Task.load(task_path), path)
+    assert [s.name for s in stages] == list(pipeline.STAGES)
