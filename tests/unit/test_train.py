@@ -284,9 +284,7 @@ def test_finished_steps_are_kept_and_changed_ones_set_aside(models, task, run_di
     assert weights.stat().st_mtime_ns != stamp
 
 
-def test_a_step_interrupted_after_a_checkpoint_resumes_from_it(
-    models, task, run_dir, monkeypatch
-):
+def test_a_step_interrupted_after_a_checkpoint_resumes_from_it(models, task, run_dir, monkeypatch):
     sft = {"kind": "sft", "epochs": 2, "batch_size": 2, "save_steps": 2}
 
     def crash(step_dir, info):
