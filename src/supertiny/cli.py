@@ -284,11 +284,10 @@ def print_compress_table(report_path: Path) -> None:
     """The compression table: every model's size, accuracy and latency side by side."""
     import json
 
-    from rich.table import Table
-
     report = json.loads(report_path.read_text())
-    table = Table(title=f"compress: {report['task']} ({report['test_n']} gold test records)")
-    columns = (
+    title = f"compress: {report['task']} ({report['test_n']} gold test records)"
+    table = _numbers_table(
+        title,
         "model",
         "runtime",
         "params",
@@ -301,8 +300,6 @@ def print_compress_table(report_path: Path) -> None:
         "tok/s",
         "p50 vs input",
     )
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     for row in [report["input"], *report["steps"]]:
         ev, lat, params = row.get("eval") or {}, row["latency"], row["params"]
         speed = (row.get("vs_input") or {}).get("p50_speedup")
@@ -370,15 +367,14 @@ def print_eval_table(report_path: Path) -> None:
     """The comparison table: accuracy, latency, throughput, size and cost of every model."""
     import json
 
-    from rich.table import Table
-
     report = json.loads(report_path.read_text())
     settings = report["settings"]
-    table = Table(
-        title=f"eval: {report['task']} ({report['test_n']} gold test records; "
+    title = (
+        f"eval: {report['task']} ({report['test_n']} gold test records; "
         f"${settings['hourly_price_usd']}/h machine)"
     )
-    columns = (
+    table = _numbers_table(
+        title,
         "model",
         "runtime",
         "exact",
@@ -395,8 +391,6 @@ def print_eval_table(report_path: Path) -> None:
         "$/1k",
         "p50 vs teacher",
     )
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
     teacher = next((m for m in report["models"] if m["kind"] == "teacher"), None)
     for m in report["models"]:
         lat = m["latency_s"]
@@ -422,6 +416,16 @@ def print_eval_table(report_path: Path) -> None:
             _speed(speed) if m is not teacher else "",
         )
     _print_wide(table)
+
+
+def _numbers_table(title: str, *columns: str):
+    """A table of figures: the model and runtime columns left-aligned, numbers right."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
+    return table
 
 
 def _seconds(value: float | None) -> str:
@@ -501,16 +505,17 @@ def _print_outcome(result: dict) -> None:
 
 def _serve_command(run_dir: Path) -> str | None:
     """`supertiny serve ...` for the run's final model (compressed if there is one)."""
+    from supertiny.evaluate import served_output
     from supertiny.runs import Run
 
     the_run = Run(run_dir)
     task = ((the_run.stage("eval") or the_run.stage("label") or {}).get("config") or {}).get("task")
-    for stage, keys in (("compress", ("gguf", "torchao", "model")), ("train", ("model",))):
+    for stage in ("compress", "train"):
         artifacts = (the_run.stage(stage) or {}).get("artifacts") or {}
-        for key in keys:
-            if key in artifacts:
-                command = f"supertiny serve --model {run_dir / artifacts[key]}"
-                return command + (f" --task {task}" if task else "")
+        key = served_output(stage, artifacts)
+        if key:
+            command = f"supertiny serve --model {run_dir / artifacts[key]}"
+            return command + (f" --task {task}" if task else "")
     return None
 
 

@@ -11,12 +11,12 @@ errors, parameters and bytes on disk, and the machine the figures were measured 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from supertiny.eval_config import EvalConfig
+from supertiny.serve.backend import available_cores
 from supertiny.task import input_text
 
 
@@ -204,11 +204,7 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": _cores(), "gpu": None}
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return {"cpu": cpu, "cores": available_cores(), "gpu": None}
 
 
 def _mean(values) -> float | None:
@@ -218,9 +214,3 @@ def _mean(values) -> float | None:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _write_answers(path: Path, answers: list[dict]) -> None:
-    from supertiny.runs import write_jsonl
-
-    write_jsonl(path, answers)

@@ -39,9 +39,7 @@ from supertiny.eval_metrics import (  # noqa: F401  (re-exported: the stage's me
     Target,
     _answer,
     _as_label,
-    _cores,
     _read_json,
-    _write_answers,
     by_category,
     calls_text,
     cost,
@@ -61,7 +59,9 @@ from supertiny.runs import (
     iter_jsonl,
     set_aside_steps,
     write_json,
+    write_jsonl,
 )
+from supertiny.serve.backend import available_cores
 from supertiny.task import Task
 
 STAGE = "eval"
@@ -85,10 +85,19 @@ def default_lineup(run: Run) -> list[ModelEntry]:
         entries.append(ModelEntry(name="student (trained)", model="train"))
     compress = _stage(run, "compress")
     if compress.get("status") == "finished":
-        kind = next((k for k in ("gguf", "torchao", "model") if k in compress["artifacts"]), None)
+        kind = served_output("compress", compress.get("artifacts") or {})
         if kind:
             entries.append(ModelEntry(name=f"compressed ({kind})", model=f"compress:{kind}"))
     return entries
+
+
+SERVED_OUTPUTS = {"compress": ("gguf", "torchao", "model"), "train": ("model",)}
+"""A stage's model outputs, the one to serve first: llama.cpp, then torchao, then float."""
+
+
+def served_output(stage: str, artifacts: dict[str, str]) -> str | None:
+    """The key of the model a stage's ``artifacts`` would be served from, if any."""
+    return next((k for k in SERVED_OUTPUTS.get(stage, ()) if k in artifacts), None)
 
 
 def resolve(entry: ModelEntry, run: Run) -> Target:
@@ -106,11 +115,7 @@ def resolve(entry: ModelEntry, run: Run) -> Target:
     elif ref == "train" or ref.startswith("compress"):
         stage, _, key = ref.partition(":")
         artifacts = _stage(run, stage).get("artifacts") or {}
-        key = key or (
-            "model"
-            if stage == "train"
-            else next((k for k in ("gguf", "torchao", "model") if k in artifacts), "model")
-        )
+        key = key or served_output(stage, artifacts) or "model"
         if key not in artifacts:
             raise EvalError(
                 f"model '{entry.name}': the {stage} stage of {run.root} has no '{key}' output; "
@@ -271,7 +276,7 @@ def local_answers(
 
     from supertiny.serve.process import ServerProcess, ServerStartError
 
-    threads = target.n_threads or conf.n_threads or _cores()
+    threads = target.n_threads or conf.n_threads or available_cores()
     log = RecordLog(folder / "answers.jsonl")
     todo = [r for r in records if r["id"] not in log.ids]
     settings = {
@@ -282,9 +287,9 @@ def local_answers(
     }
     cached = _read_json(folder / "throughput.json")
     throughput = cached if cached and cached.get("settings") == settings else None
-    if todo or (throughput is None and conf.throughput_requests):
-        console.print(f"starting the server (log: {folder / 'server.log'})")
-        try:
+    try:
+        if todo or (throughput is None and conf.throughput_requests):
+            console.print(f"starting the server (log: {folder / 'server.log'})")
             with (
                 ServerProcess(
                     target.path, task=task.path, n_threads=threads, log_path=folder / "server.log"
@@ -300,11 +305,9 @@ def local_answers(
                     throughput = _throughput(ask, records, conf, target.name)
                     throughput["settings"] = settings
                     write_json(folder / "throughput.json", throughput)
-        except ServerStartError as exc:
-            raise EvalError(f"model '{target.name}': the server did not start: {exc}") from exc
-        finally:
-            log.close()
-    else:
+    except ServerStartError as exc:
+        raise EvalError(f"model '{target.name}': the server did not start: {exc}") from exc
+    finally:
         log.close()
     wanted = {r["id"] for r in records}
     answers = [a for a in iter_jsonl(folder / "answers.jsonl") if a["id"] in wanted]
@@ -389,7 +392,7 @@ def teacher_answers(
                 f"{path}; run `supertiny label` with the same test set, or set teacher_rerun: true"
             )
         answers = [_teacher_answer(r, task) for r in rows]
-        _write_answers(folder / "answers.jsonl", answers)
+        write_jsonl(folder / "answers.jsonl", answers)
         return answers, None
     return _rerun_teacher(task, list(wanted.values()), folder, run)
 

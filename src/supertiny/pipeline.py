@@ -26,6 +26,7 @@ command that serves the result.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,28 +157,21 @@ def _changed(the_run: Run, stage: Stage) -> bool:
     )
 
 
+STAGE_MODULES = {
+    "label": ("supertiny.teacher.label", "supertiny.teacher.label"),
+    "train": ("supertiny.transfer.train_config", "supertiny.transfer.train"),
+    "compress": ("supertiny.compress.compress_config", "supertiny.compress.compress"),
+    "eval": ("supertiny.eval_config", "supertiny.evaluate"),
+}
+"""Stage -> (the module with its ``load_config``, the module with its ``run``)."""
+
+
 def _loader(name: str):
-    if name == "label":
-        from supertiny.teacher.label import load_config
-    elif name == "train":
-        from supertiny.transfer.train_config import load_config
-    elif name == "compress":
-        from supertiny.compress.compress_config import load_config
-    else:
-        from supertiny.eval_config import load_config
-    return load_config
+    return importlib.import_module(STAGE_MODULES[name][0]).load_config
 
 
 def _runner(name: str):
-    if name == "label":
-        from supertiny.teacher.label import run
-    elif name == "train":
-        from supertiny.transfer.train import run
-    elif name == "compress":
-        from supertiny.compress.compress import run
-    else:
-        from supertiny.evaluate import run
-    return run
+    return importlib.import_module(STAGE_MODULES[name][1]).run
 
 
 def _stored(name: str, task, conf) -> dict[str, Any]:

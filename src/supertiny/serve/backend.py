@@ -17,6 +17,7 @@ so that every backend stops, streams and reports logprobs the same way.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -119,6 +120,12 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model. Safe to call twice."""
         ...
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one), at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
 
 
 class StopMatcher:

@@ -52,6 +52,7 @@ from supertiny.serve.backend import (
     PromptError,
     SamplingParams,
     StopMatcher,
+    available_cores,
     token_logprob,
 )
 from supertiny.serve.grammar import OPEN, json_grammar, tool_call_grammar
@@ -68,8 +69,7 @@ def default_threads() -> int:
     on idle cores 2 threads are about 1.5x faster). The label stage runs the pipeline
     beside the server, so the default leaves room; `n_threads` overrides it.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // 2)
+    return max(1, available_cores() // 2)
 
 
 class LlamaCppBackend:
