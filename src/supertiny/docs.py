@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -19,6 +20,18 @@ from supertiny.config import Section
 
 
 def _type_name(annotation: typing.Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated and "discriminator" not in str(annotation):
+        return _type_name(typing.get_args(annotation)[0])  # the constraint is in the meaning
+    if origin is typing.Literal:
+        return " | ".join(
+            f'"{a}"' if isinstance(a, str) else repr(a) for a in typing.get_args(annotation)
+        )
+    if origin in (typing.Union, types.UnionType) and any(
+        typing.get_origin(a) in (typing.Annotated, typing.Literal)
+        for a in typing.get_args(annotation)
+    ):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     text = text or str(annotation).replace("typing.", "")
     if "Annotated[" in text and "discriminator='kind'" in text:

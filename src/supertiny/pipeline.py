@@ -35,7 +35,7 @@ from pydantic import Field
 
 from supertiny import config as cfg
 from supertiny.progress import console
-from supertiny.runs import Run, config_hash
+from supertiny.runs import Run
 
 STAGES = ("label", "train", "compress", "eval")
 
@@ -148,13 +148,13 @@ def run(
 
 def _changed(the_run: Run, stage: Stage) -> bool:
     """The label stage refuses to mix records made under other settings: start it over
-    (the old records are set aside). The other stages keep what is still valid themselves."""
-    entry = the_run.stage(stage.name) or {}
-    return (
-        stage.name == "label"
-        and bool(entry)
-        and entry.get("config_hash") != config_hash(stage.stored)
-    )
+    (the old records are set aside). A change in how many inputs or how fast alone resumes
+    it. The other stages keep what is still valid themselves."""
+    if stage.name != "label":
+        return False
+    from supertiny.teacher.label import VOLATILE_KEYS
+
+    return bool(the_run.changed_keys("label", stage.stored, VOLATILE_KEYS))
 
 
 STAGE_MODULES = {

@@ -220,13 +220,20 @@ class Run:
         return self.manifest()["stages"].get(stage)
 
     def begin(
-        self, stage: str, config: dict[str, Any], restart: bool = False, check: bool = True
+        self,
+        stage: str,
+        config: dict[str, Any],
+        restart: bool = False,
+        check: bool = True,
+        volatile: tuple[str, ...] = (),
     ) -> Path:
         """Mark ``stage`` started; refuse to mix records made under a different config.
 
         Returns the stage directory. With ``restart`` the stage's previous records are moved
         aside to ``<stage>.old-<time>/`` (never deleted). ``check=False`` is for stages that
         keep what is still valid themselves (the train stage compares each step's settings).
+        ``volatile`` names the dotted keys that do not change a record (how many inputs, how
+        fast): a change to them alone resumes the stage with its records.
         """
         manifest = self.manifest()
         digest = config_hash(config)
@@ -235,13 +242,14 @@ class Run:
         if restart and stage_path.exists() and any(stage_path.iterdir()):
             stage_path.rename(self.root / f"{stage}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             previous = None
-        elif check and previous and previous.get("config_hash") != digest and stage_path.exists():
-            changed = _changed_keys(previous.get("config", {}), config)
-            raise RunError(
-                f"{self.root}: stage '{stage}' was run with a different config "
-                f"(changed: {', '.join(changed) or 'unknown'}); its records would mix. "
-                "Use a new run directory, or --restart to set the old records aside."
-            )
+        elif check and stage_path.exists():
+            changed = self.changed_keys(stage, config, volatile)
+            if changed:
+                raise RunError(
+                    f"{self.root}: stage '{stage}' was run with a different config "
+                    f"(changed: {', '.join(changed)}); its records would mix. "
+                    "Use a new run directory, or --restart to set the old records aside."
+                )
         entry = {
             "status": "running",
             "config": config,
@@ -270,6 +278,17 @@ class Run:
         if summary is not None:
             entry["summary"] = summary
         self._save(manifest)
+
+    def changed_keys(
+        self, stage: str, config: dict[str, Any], volatile: tuple[str, ...] = ()
+    ) -> list[str]:
+        """The keys, outside ``volatile``, in which ``config`` differs from the settings
+        ``stage`` last ran with (empty when it never ran)."""
+        previous = self.stage(stage)
+        if not previous or previous.get("config_hash") == config_hash(config):
+            return []
+        changed = _changed_keys(previous.get("config", {}), config)
+        return [key for key in changed if key not in volatile] if changed else ["unknown"]
 
     def is_complete(self, stage: str, config: dict[str, Any]) -> bool:
         entry = self.stage(stage)

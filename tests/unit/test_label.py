@@ -203,22 +203,21 @@ def test_dead_endpoint_stops_with_clear_error_and_keeps_nothing_half_done(task, 
 
 
 def test_resume_skips_done_work_and_refuses_changed_config(task, tmp_path):
+    run_dir = tmp_path / "run"
     with scripted_server(default=rule_teacher) as server:
-        label.run(
-            task, config(server.url, limit=2, test_limit=0, quality__samples=1), tmp_path / "run"
-        )
+        label.run(task, config(server.url, limit=2, test_limit=0, quality__samples=1), run_dir)
         first = len(server.requests)
-        with pytest.raises(RunError, match="changed: limit"):
-            label.run(
-                task,
-                config(server.url, limit=4, test_limit=0, quality__samples=1),
-                tmp_path / "run",
-            )
-        label.run(
-            task, config(server.url, limit=2, test_limit=0, quality__samples=1), tmp_path / "run"
-        )
+        assert first == 4  # two inputs, two steps each
+        with pytest.raises(RunError, match="changed: quality.samples"):
+            label.run(task, config(server.url, limit=2, test_limit=0), run_dir)
+        label.run(task, config(server.url, limit=2, test_limit=0, quality__samples=1), run_dir)
         assert len(server.requests) == first  # nothing asked twice
-    assert first == 4  # two inputs, two steps each
+        # More inputs, more concurrency: the records stay; only the new inputs are asked.
+        more = config(server.url, limit=3, test_limit=0, quality__samples=1)
+        more.teacher.concurrency = 2
+        label.run(task, more, run_dir)
+        assert len(server.requests) == first + 2
+    assert len(read_jsonl(run_dir / "label" / "labeled.jsonl")) == 3
 
 
 def test_ctrl_c_keeps_records_and_rerun_continues(task, tmp_path):

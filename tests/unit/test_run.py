@@ -94,6 +94,20 @@ def test_the_whole_pipeline_runs_resumes_and_redoes_a_stage(tmp_path, capsys):
         assert result["ran"] == ["compress", "eval"]
         assert result["skipped"] == ["label", "train"]
 
+        # more labels keep the ones made; another sample count would mix records: restart
+        from supertiny.task import Task
+
+        def label_stage(**keys):
+            label = {"teacher": {"url": teacher.url, "model": "scripted"}, **keys}
+            conf, task_path = pipeline.load(
+                write_pipeline(tmp_path, teacher.url, student, label=label)
+            )
+            return pipeline.stages(conf, Task.load(task_path), path)[0]
+
+        the_run = pipeline.Run(run_dir)
+        assert not pipeline._changed(the_run, label_stage(quality={"samples": 1}, limit=50))
+        assert pipeline._changed(the_run, label_stage(quality={"samples": 2}))
+
 
 def test_bad_pipeline_files_name_the_key(tmp_path):
     path = tmp_path / "pipeline.yaml"

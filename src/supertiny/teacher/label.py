@@ -14,6 +14,8 @@ Writes into ``<run>/label/``:
 
 Every record is on disk as soon as it is decided; responses are cached on disk, so a re-run
 of the same command resumes where it stopped and costs nothing for work already done.
+A larger ``limit`` (or another of ``VOLATILE_KEYS``) resumes too; other changed settings
+are refused (``--restart`` sets the old records aside).
 When ``teacher.url`` is not set, the bundled teacher GGUF is served on 127.0.0.1 for the run.
 """
 
@@ -231,11 +233,13 @@ def _endpoint(conf: EndpointConfig, log_path: Path):
     if conf.url:
         yield conf.url, conf.model
         return
+    from supertiny.serve.backend import available_cores
     from supertiny.serve.process import ServerProcess
 
     console.print(f"[bold]starting the local teacher server[/] ({conf.model}); log: {log_path}")
+    threads = available_cores() if conf.n_threads == "all" else conf.n_threads
     with ServerProcess(
-        conf.model, n_ctx=conf.n_ctx, n_threads=conf.n_threads, log_path=log_path
+        conf.model, n_ctx=conf.n_ctx, n_threads=threads, log_path=log_path
     ) as server:
         yield server.base_url, conf.model
 
@@ -254,6 +258,19 @@ def _client(conf: EndpointConfig, base_url: str, model: str, cache_path: Path) -
     )
 
 
+VOLATILE_KEYS = (
+    "limit",
+    "test_limit",
+    "max_failures",
+    "teacher.concurrency",
+    "teacher.timeout_s",
+    "teacher.max_retries",
+    "teacher.n_threads",
+)
+"""Settings that do not change a record (how many inputs, how fast): a run resumes with its
+records when only these changed, e.g. a larger ``limit`` labels just the new inputs."""
+
+
 def stage_settings(task: Task, conf: LabelConfig) -> dict[str, Any]:
     """What the manifest records as this stage's settings (the task file's hash included)."""
     return {
@@ -268,7 +285,9 @@ def run(
 ) -> dict[str, str]:
     """Label the task's data into ``run_dir/label``; returns the artifact paths (relative)."""
     the_run = Run(run_dir)
-    out = the_run.begin("label", stage_settings(task, conf), restart=restart)
+    out = the_run.begin(
+        "label", stage_settings(task, conf), restart=restart, volatile=VOLATILE_KEYS
+    )
     names = ("labeled", "rejected", "preferences", "teacher_test")
     logs = {name: RecordLog(out / f"{name}.jsonl") for name in names}
     try:

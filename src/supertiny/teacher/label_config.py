@@ -7,7 +7,7 @@ every key is listed in docs/label.md (generated from these classes).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -40,10 +40,10 @@ class EndpointConfig(cfg.Section):
     n_ctx: int = Field(
         8192, ge=512, description="Context length of the local server (bundled teacher only)."
     )
-    n_threads: int | None = Field(
+    n_threads: Annotated[int, Field(ge=1)] | Literal["all"] | None = Field(
         None,
-        ge=1,
-        description="CPU threads of the local server (bundled teacher only; default: half the cores).",
+        description="CPU threads of the local server (bundled teacher only): a number, or"
+        ' "all" when nothing else runs beside it; default: half the cores.',
     )
     max_tokens: int = Field(384, ge=1, description="Most tokens per teacher turn.")
 
