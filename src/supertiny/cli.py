@@ -196,7 +196,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     conf = load_config(args.config, args.preset, overrides)
     run_dir = Path(args.run_dir or Path("runs") / task.name)
     artifacts = train.run(task, conf, run_dir, restart=args.restart)
-    _print_train_summary(run_dir / artifacts["report"], run_dir / artifacts["model"])
+    from supertiny.transfer import distributed
+
+    if distributed.is_main():  # one table under accelerate launch
+        _print_train_summary(run_dir / artifacts["report"], run_dir / artifacts["model"])
     return 0
 
 
@@ -245,7 +248,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         "set the stage's earlier steps aside (renamed, not deleted) and start over",
     )
     parser.add_argument(
-        "--student", help="student model: bundled alias, GGUF file or model directory"
+        "--student", help="student model: bundled alias, GGUF file, model directory or hub id"
     )
 
 

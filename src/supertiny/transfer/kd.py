@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from supertiny.transfer import distributed as dist
 from supertiny.transfer import student as st
 from supertiny.transfer.data import encode_all
 from supertiny.transfer.losses import kd_loss, mix
@@ -251,7 +252,8 @@ def run(ctx: StepContext, step: Any) -> dict[str, Any]:
     )
     if not examples:
         raise TrainingError(f"{ctx.step_dir.name}: no example fits max_length={step.max_length}")
-    teacher, info = _teacher_data(ctx, step, examples)
+    with dist.main_first():  # the main process caches the teacher's top-k, the others read it
+        teacher, info = _teacher_data(ctx, step, examples)
     args = TrainingArguments(**trainer_kwargs(ctx, step))
     trainer = make_trainer(ctx, step, args, _Examples(examples), teacher)
     tokens = int(sum(len(e["input_ids"]) for e in examples) * step.epochs)

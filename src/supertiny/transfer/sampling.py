@@ -215,17 +215,21 @@ def as_label(calls: list[Any]) -> dict[str, Any]:
 
 
 def sample_step(ctx: Any, step: Any, records: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """An on-policy step's samples from the current student (``samples.jsonl`` in its folder)."""
-    return sample_records(
-        ctx.model,
-        ctx.tokenizer,
-        ctx.task,
-        records,
-        samples=step.samples,
-        temperature=step.temperature,
-        max_new_tokens=step.max_new_tokens,
-        batch_size=step.sample_batch_size,
-        seed=ctx.seed,
-        log_path=ctx.step_dir / "samples.jsonl",
-        title=f"{step.kind}: sampling {step.samples} per input",
-    )
+    """An on-policy step's samples from the current student (``samples.jsonl`` in its folder;
+    under several processes the main one samples, the others read its log)."""
+    from supertiny.transfer import distributed as dist
+
+    with dist.main_first():
+        return sample_records(
+            ctx.model,
+            ctx.tokenizer,
+            ctx.task,
+            records,
+            samples=step.samples,
+            temperature=step.temperature,
+            max_new_tokens=step.max_new_tokens,
+            batch_size=step.sample_batch_size,
+            seed=ctx.seed,
+            log_path=ctx.step_dir / "samples.jsonl",
+            title=f"{step.kind}: sampling {step.samples} per input",
+        )

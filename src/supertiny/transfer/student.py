@@ -12,6 +12,7 @@ weights are dequantized by transformers once and kept as safetensors in the mode
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ def resolve_device(device: str = "auto") -> str:
             raise StudentError("student.device is 'cuda' but no CUDA GPU is visible")
         return device
     if torch.cuda.is_available():
-        return "cuda"
+        # one GPU per process under accelerate launch / torchrun
+        return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
@@ -44,7 +46,7 @@ def resolve_dtype(dtype: str, device: str):
 
     if dtype != "auto":
         return getattr(torch, dtype)
-    if device == "cuda" and torch.cuda.is_bf16_supported():
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
 

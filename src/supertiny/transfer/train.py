@@ -33,6 +33,7 @@ from supertiny.runs import (
     write_json,
 )
 from supertiny.task import Task
+from supertiny.transfer import distributed as dist
 from supertiny.transfer import student as st
 from supertiny.transfer.data import load_labels, test_records
 from supertiny.transfer.sampling import evaluate, summarize
@@ -96,13 +97,19 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
     """Train the student through the curriculum; returns the stage's artifacts."""
     require_extra()
     run = Run(run_dir)
-    train_dir = run.begin(STAGE, conf.model_dump(mode="json"), restart=restart, check=False)
+    main = dist.is_main()  # under accelerate launch only the main process writes
+    if main:
+        run.begin(STAGE, conf.model_dump(mode="json"), restart=restart, check=False)
+    train_dir = run.stage_dir(STAGE)
     label_dir = run_dir / "label"
     labels_path = Path(conf.labels) if conf.labels else label_dir / "labeled.jsonl"
     labels = load_labels(labels_path, task)
     tests = test_records(task, conf.eval.limit)
     hashes = _step_hashes(conf, labels)
     names = [step_name(i, s.kind) for i, s in enumerate(conf.steps)]
+    if main:
+        set_aside_steps(train_dir, dict(zip(names, hashes, strict=True)))
+    dist.wait()
 
     done: list[dict[str, Any]] = []
     for name, digest in zip(names, hashes, strict=True):
@@ -110,12 +117,12 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
         if info is None:
             break
         done.append(info)
-    set_aside_steps(train_dir, dict(zip(names, hashes, strict=True)))
-    if done:
+    if done and main:
         console.print(f"train: {len(done)} finished step(s) kept: {', '.join(names[: len(done)])}")
 
     start_from = str(train_dir / names[len(done) - 1] / "model") if done else conf.student.model
-    model, tok = st.load(start_from, conf.student.device, conf.student.dtype)
+    with dist.main_first():  # a GGUF is converted once, by the main process
+        model, tok = st.load(start_from, conf.student.device, conf.student.dtype)
     st.check_tool_template(tok, start_from)
     device = str(model.device.type)
     report = _base_report(task, conf, labels, tests, label_dir)
@@ -123,16 +130,21 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
     def score(model, log_path: Path, title: str) -> dict[str, Any] | None:
         if not tests:
             return None
-        return evaluate(
-            model,
-            tok,
-            task,
-            tests,
-            max_new_tokens=conf.eval.max_new_tokens,
-            batch_size=conf.eval.batch_size,
-            log_path=log_path,
-            title=title,
-        )
+        with dist.main_first():  # the others read the main process's answers
+            return evaluate(
+                model,
+                tok,
+                task,
+                tests,
+                max_new_tokens=conf.eval.max_new_tokens,
+                batch_size=conf.eval.batch_size,
+                log_path=log_path,
+                title=title,
+            )
+
+    def write_report() -> None:
+        if main:
+            write_json(train_dir / "train_report.json", _with_gains(report))
 
     before_log = train_dir / "eval_before.jsonl"
     if conf.eval.before and tests and not done:
@@ -143,14 +155,16 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
             [row for row in iter_jsonl(before_log) if row["id"] in wanted]
         )
     report["steps"] = [_report_step(info) for info in done]
-    write_json(train_dir / "train_report.json", _with_gains(report))
+    write_report()
 
     for index in range(len(done), len(conf.steps)):
         step, name = conf.steps[index], names[index]
         step_dir = train_dir / name
-        step_dir.mkdir(parents=True, exist_ok=True)
-        write_json(step_dir / "started.json", {"name": name, "hash": hashes[index]})
-        console.print(f"[bold]train step {name}[/]")
+        if main:
+            step_dir.mkdir(parents=True, exist_ok=True)
+            write_json(step_dir / "started.json", {"name": name, "hash": hashes[index]})
+            console.print(f"[bold]train step {name}[/]")
+        dist.wait()
         if conf.student.lora is not None:
             model = st.add_lora(model, conf.student.lora)
         ctx = StepContext(
@@ -167,9 +181,11 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
         )
         metrics = importlib.import_module(STEPS[step.kind]).run(ctx, step)
         model = st.merged(ctx.model)
-        st.save(model, tok, step_dir / "model")
         metrics["notes"] = ctx.notes
-        write_json(step_dir / "metrics.json", metrics)
+        if main:
+            st.save(model, tok, step_dir / "model")
+            write_json(step_dir / "metrics.json", metrics)
+        dist.wait()
         result = score(model, step_dir / "eval.jsonl", f"evaluate: after {name}")
         info = {
             "name": name,
@@ -178,13 +194,16 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
             "metrics": metrics,
             "eval": result,
         }
-        finish_step(step_dir, info)
         report["steps"].append(_report_step(info))
-        write_json(train_dir / "train_report.json", _with_gains(report))
+        if main:
+            finish_step(step_dir, info)
+        write_report()
 
     final = f"{STAGE}/{names[-1]}/model"
     artifacts = {"model": final, "report": f"{STAGE}/train_report.json"}
-    run.finish(STAGE, artifacts, summary=_summary(report))
+    if main:
+        run.finish(STAGE, artifacts, summary=_summary(report))
+    dist.wait()
     return artifacts
 
 
