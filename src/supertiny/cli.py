@@ -17,6 +17,7 @@ every record written so far and says how to continue.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -630,6 +631,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _disk_full(exc: BaseException | None) -> bool:
+    """``exc``, or an exception it was raised from, says the disk is full (``ENOSPC``;
+    libraries that wrap it, such as safetensors and torch.save, keep the message)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from supertiny.compress import CompressError
     from supertiny.evaluate import EvalError
@@ -681,6 +695,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _user_errors() as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except Exception as exc:
+        if not _disk_full(exc):
+            raise
+        console.print(
+            f"[red]error:[/] the disk is full ({exc}). Everything written before is kept: "
+            "free space (old outputs set aside as *.old-*, other runs) and run the same "
+            "command again to continue.",
+            highlight=False,
+        )
         return 2
     except KeyboardInterrupt:
         console.print(

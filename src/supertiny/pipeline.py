@@ -100,8 +100,24 @@ def stages(conf: PipelineConfig, task, path: Path) -> list[Stage]:
             stage_conf = _loader(name)(None, preset, keys)
         except cfg.ConfigError as exc:
             raise cfg.ConfigError(f"{path}: {name}: {exc}") from None
+        _check_models(name, stage_conf, path)
         out.append(Stage(name, stage_conf, _stored(name, task, stage_conf)))
     return out
+
+
+def _check_models(name: str, stage_conf, path: Path) -> None:
+    """A model path that does not exist is an error now, not after the stages before it."""
+    from supertiny.transfer.student import missing_model
+
+    if name == "train":
+        key, model = "student.model", stage_conf.student.model
+    elif name == "compress":
+        key, model = "model", stage_conf.model
+    else:
+        return
+    problem = missing_model(model) if model else None
+    if problem:
+        raise cfg.ConfigError(f"{path}: {name}.{key}: {problem}")
 
 
 def run(

@@ -271,6 +271,50 @@ def test_ctrl_c_keeps_records_and_rerun_continues(task, tmp_path):
     assert sorted(final) == ["t1", "t2", "t3", "t5", "t6"] and final[: len(kept)] == kept
 
 
+def test_a_full_disk_stops_with_a_message_and_the_rerun_continues(
+    task, tmp_path, monkeypatch, capsys
+):
+    """The third record cannot be written (ENOSPC): exit 2 with what to do; the re-run keeps
+    the two records on disk and labels the rest."""
+    import errno
+
+    from supertiny import runs
+    from supertiny.cli import main
+
+    real_append = runs.RecordLog.append
+    written = []
+
+    def append(self, record):
+        if self.path.name == "labeled.jsonl" and len(written) == 2:
+            self._handle.write('{"id": "t')  # part of a line, as a full disk leaves it
+            self._handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        real_append(self, record)
+        if self.path.name == "labeled.jsonl":
+            written.append(record["id"])
+
+    config_path = tmp_path / "label.yaml"
+    run_dir = tmp_path / "run"
+    argv = ["label", str(task.path), "--config", str(config_path), "--run-dir", str(run_dir)]
+    with scripted_server(default=rule_teacher) as server:
+        config_path.write_text(
+            f"teacher: {{url: {server.url}, model: scripted}}\nquality: {{samples: 1}}\n"
+            "test_limit: 0\n"
+        )
+        monkeypatch.setattr(runs.RecordLog, "append", append)
+        assert main(argv) == 2
+        out = "".join(capsys.readouterr())
+        assert "the disk is full" in out and "run the same command again" in out
+        monkeypatch.setattr(runs.RecordLog, "append", real_append)
+        assert main(argv) == 0
+        both_runs = len(server.requests)
+        clean = ["label", str(task.path), "--config", str(config_path), "--run-dir"]
+        assert main([*clean, str(tmp_path / "clean")]) == 0
+        assert both_runs == len(server.requests) - both_runs  # nothing was asked twice
+    final = [r["id"] for r in read_jsonl(run_dir / "label" / "labeled.jsonl")]
+    assert final[:2] == written and sorted(final) == ["t1", "t2", "t3", "t5", "t6"]
+
+
 def _delayed(behaviour):
     return type(behaviour)(behaviour.status, behaviour.body, behaviour.headers, 0.3)
 

@@ -123,6 +123,16 @@ def test_bad_pipeline_files_name_the_key(tmp_path):
     path.write_text(f"task: {TASK}\ncompress: null\neval: null\n")
     with pytest.raises(ConfigError, match="--from compress: not a stage"):
         pipeline.run(path, from_stage="compress")
+    # a model that is not there stops the run before the label stage starts
+    path.write_text(
+        f"task: {TASK}\nrun_dir: {tmp_path / 'run'}\ntrain: {{student: {{model: ./nowhere}}}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"train.student.model: model not found: ./nowhere"):
+        pipeline.run(path)
+    path.write_text(f"task: {TASK}\ncompress: {{model: runs/x/model.gguf}}\n")
+    with pytest.raises(ConfigError, match=r"compress.model: model not found"):
+        pipeline.run(path)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ weights are dequantized by transformers once and kept as safetensors in the mode
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,24 @@ def _is_gguf_name(name: str) -> bool:
     return name in models.BUNDLED or name.endswith(".gguf")
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+"""``org/name``: how a model on the Hugging Face hub is named."""
+
+
+def missing_model(name: str) -> str | None:
+    """Why ``name`` names no model this machine can load, or None: a bundled alias, an
+    existing GGUF file or folder, or a hub id (checked when it loads)."""
+    if name in models.BUNDLED or Path(name).expanduser().exists():
+        return None
+    if name.endswith(".gguf") or not HUB_ID.match(name):
+        return (
+            f"model not found: {name} (give a bundled alias ({', '.join(models.BUNDLED)}), "
+            "a GGUF file, a Hugging Face model folder or a hub id such as "
+            "Qwen/Qwen2.5-0.5B-Instruct)"
+        )
+    return None
+
+
 def model_dir(name: str, progress=None) -> Path | str:
     """A directory (or hub id) ``from_pretrained`` can read for ``name``; converts GGUF once."""
     if not _is_gguf_name(name):
@@ -63,6 +82,9 @@ def model_dir(name: str, progress=None) -> Path | str:
             if not (path / "config.json").is_file():
                 raise StudentError(f"{path}: not a Hugging Face model directory (no config.json)")
             return path
+        problem = missing_model(name)
+        if problem:
+            raise StudentError(problem)
         return name  # a hub id
     gguf = models.resolve_gguf(name, progress)
     target = models.cache_dir() / "hf" / f"{gguf.stem}-{gguf.stat().st_size}"
@@ -118,8 +140,16 @@ def load(name: str, device: str = "auto", dtype: str = "auto", progress=None):
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     path = model_dir(name, progress)
-    tok = load_tokenizer(name)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    try:
+        tok = load_tokenizer(name)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except OSError as exc:
+        if not isinstance(path, str):
+            raise
+        raise StudentError(
+            f"could not load '{name}' from the Hugging Face hub ({str(exc).splitlines()[0]}); "
+            "check the name and the network, or give a local model folder"
+        ) from None
     _forget_quantization(model)
     model.to(device)
     if model.generation_config.pad_token_id is None:
