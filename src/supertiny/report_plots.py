@@ -14,6 +14,7 @@ accuracy plots.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,14 +109,24 @@ def accuracy_scatter(
                 linewidths=1.2,
                 zorder=2,
             )
-            for p in points:
+            top = min(1.0, max(p.y for p in points) * 1.25 + 0.05)
+            for index, p in enumerate(points):
                 marker, size = ("*", 150) if p.teacher else ("o", 55)
                 ax.scatter(p.x, p.y, s=size, color=p.color, marker=marker, zorder=3)
-                ax.annotate(_text(p.label), (p.x, p.y), xytext=(8, 6), textcoords="offset points")
+                # labels of points drawn at about the same spot go one below the other
+                near = sum(
+                    abs(math.log(q.x / p.x)) < 0.3 and abs(q.y - p.y) < 0.06 * top
+                    for q in points[:index]
+                )
+                ax.annotate(
+                    _text(p.label),
+                    (p.x, p.y),
+                    xytext=(8, 6 - 13 * near),
+                    textcoords="offset points",
+                )
             ax.set_xscale("log")
             xs = [p.x for p in points]
             ax.set_xlim(min(xs) / 1.8, max(xs) * 2.6)
-            top = min(1.0, max(p.y for p in points) * 1.25 + 0.05)
             ax.set_ylim(-0.02 * top, top)  # a point at 0% stays visible above the axis
             _log_ticks(ax.xaxis, ticker, xfmt, base)
             ax.yaxis.set_major_formatter(ticker.PercentFormatter(xmax=1, decimals=0))
