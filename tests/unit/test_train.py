@@ -265,7 +265,7 @@ def test_kd_from_endpoint_without_logprobs_falls_back_with_a_warning(models, tas
 # ----- resume ------------------------------------------------------------------------------
 
 
-def test_finished_steps_are_kept_and_changed_ones_set_aside(models, task, run_dir):
+def test_finished_steps_are_kept_and_changed_ones_set_aside(models, task, run_dir, monkeypatch):
     sft = {"kind": "sft", "epochs": 1}
     train.run(task, conf(models, [sft]), run_dir)
     weights = run_dir / "train" / "01-sft" / "model" / "model.safetensors"
@@ -278,6 +278,13 @@ def test_finished_steps_are_kept_and_changed_ones_set_aside(models, task, run_di
     assert (run_dir / "train" / "02-sft" / "model").is_dir()
     assert len(report(run_dir)["steps"]) == 2
     assert report(run_dir)["student_before"] == before  # not re-measured on a trained model
+    # every step finished: the same command loads no model and changes nothing
+    monkeypatch.setattr(st, "load", lambda *a, **k: pytest.fail("loaded a model"))
+    train.run(
+        task, conf(models, [sft, {"kind": "sft", "epochs": 1, "learning_rate": 1e-3}]), run_dir
+    )
+    assert len(report(run_dir)["steps"]) == 2
+    monkeypatch.undo()
     train.run(task, conf(models, [{**sft, "learning_rate": 5e-4}]), run_dir)
     aside = sorted(p.name for p in (run_dir / "train").iterdir() if ".old-" in p.name)
     assert [a.split(".")[0] for a in aside] == ["01-sft", "02-sft"]

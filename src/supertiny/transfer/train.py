@@ -121,10 +121,12 @@ def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> 
         console.print(f"train: {len(done)} finished step(s) kept: {', '.join(names[: len(done)])}")
 
     start_from = str(train_dir / names[len(done) - 1] / "model") if done else conf.student.model
-    with dist.main_first():  # a GGUF is converted once, by the main process
-        model, tok = st.load(start_from, conf.student.device, conf.student.dtype)
-    st.check_tool_template(tok, start_from)
-    device = str(model.device.type)
+    model = tok = device = None  # every step finished: nothing to load
+    if len(done) < len(conf.steps):
+        with dist.main_first():  # a GGUF is converted once, by the main process
+            model, tok = st.load(start_from, conf.student.device, conf.student.dtype)
+        st.check_tool_template(tok, start_from)
+        device = str(model.device.type)
     report = _base_report(task, conf, labels, tests, label_dir)
 
     def score(model, log_path: Path, title: str) -> dict[str, Any] | None:
