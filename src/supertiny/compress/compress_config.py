@@ -122,6 +122,25 @@ class GgufStep(cfg.Section):
         "q4_k_m",
         description="GGUF type: f32/f16 written directly, the rest by llama.cpp's quantizer.",
     )
+    calibrate: bool = Field(
+        True,
+        description="Measure every linear layer's inputs on the task's labelled examples "
+        "(`calibration`) and give llama.cpp that importance matrix, so rounding favours the "
+        "columns the task uses.",
+    )
+    rounding: Literal["nearest", "gptq"] = Field(
+        "gptq",
+        description="Tensors llama.cpp stores in 32-weight blocks (Q8_0, Q5_0, Q4_0; in K-quant "
+        "files the fallbacks for rows not a multiple of 256): `gptq` chooses each rounding to "
+        "keep the layer's output on the calibration inputs, `nearest` rounds each weight "
+        "alone. Needs `calibrate`.",
+    )
+
+    @model_validator(mode="after")
+    def _gptq_needs_calibration(self):
+        if self.rounding == "gptq" and not self.calibrate and self.quant not in ("f32", "f16"):
+            raise ValueError("rounding: gptq needs calibrate: true (or set rounding: nearest)")
+        return self
 
 
 Step = Annotated[

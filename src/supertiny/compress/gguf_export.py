@@ -39,6 +39,8 @@ QUANT_TYPES = ("f32", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
 ARCHS = {"qwen2": "QWEN2", "llama": "LLAMA"}
 
 Progress = Callable[[int, int], None]
+# (linear layer names, which need the whole X^T X) -> moments by name (gptq.input_hessians)
+Moments = Callable[[list[str], Callable[[str], bool]], dict[str, Any]]
 
 
 @dataclass
@@ -62,13 +64,22 @@ def export_gguf(
     progress: Progress | None = None,
     keep_intermediate: bool = False,
     threads: int | None = None,
+    moments: Moments | None = None,
+    rounding: str = "nearest",
 ) -> dict:
     """Write ``model_dir`` (config.json + safetensors + tokenizer) as one GGUF file at ``out``.
 
     ``quant`` is one of ``QUANT_TYPES``; f32/f16 are written directly, the others are quantized
     by llama.cpp from an F16 intermediate (kept as ``<out stem>.f16.gguf`` if
     ``keep_intermediate``). ``progress(done, total)`` is called after each tensor.
-    Returns ``{"path", "bytes", "quant", "arch", "tensors", "seconds"}``.
+
+    ``moments(names, full)``, when given, returns each named linear layer's input moments
+    on calibration text (``gptq.input_hessians``): their diagonals become llama.cpp's
+    importance matrix, and with ``rounding="gptq"`` the tensors llama.cpp stores in a
+    32-weight block format (Q8_0, Q5_0, ... and the K-quants' fallbacks) are rounded by GPTQ
+    instead of to nearest (see ``gguf_gptq``).
+    Returns ``{"path", "bytes", "quant", "arch", "tensors", "seconds"}`` (+ ``"fallback_tensors"``,
+    ``"imatrix_tensors"``, ``"gptq_tensors"`` when quantized).
     """
     start = time.perf_counter()
     model_dir, out = Path(model_dir), Path(out)
@@ -83,23 +94,42 @@ def export_gguf(
         arch, n_tensors = _write_gguf(model_dir, tmp, f16=quant != "f32", progress=progress)
         verify_tokenizer(tmp, model_dir)
         tmp.replace(target)
-        quantized = {} if direct else quantize_gguf(target, out, quant, threads, overwrite=True)
+        if direct:
+            quantized = {}
+        elif moments is None:
+            quantized = quantize_gguf(target, out, quant, threads, overwrite=True)
+        else:
+            from supertiny.compress.gguf_gptq import calibrated_quantize
+
+            quantized = calibrated_quantize(
+                model_dir, target, out, quant, moments, rounding, threads
+            )
     finally:
         tmp.unlink(missing_ok=True)
         if not direct and not keep_intermediate:
             target.unlink(missing_ok=True)
     info = {"path": str(out), "bytes": out.stat().st_size, "quant": quant, "arch": arch}
-    extra = {"fallback_tensors": quantized["fallback_tensors"]} if quantized else {}
+    keys = ("fallback_tensors", "imatrix_tensors", "gptq_tensors")
+    extra = {key: quantized[key] for key in keys if key in quantized}
     return info | extra | {"tensors": n_tensors, "seconds": round(time.perf_counter() - start, 2)}
 
 
 def quantize_gguf(
-    src: Path, dst: Path, quant: str, threads: int | None = None, *, overwrite: bool = False
+    src: Path,
+    dst: Path,
+    quant: str,
+    threads: int | None = None,
+    *,
+    overwrite: bool = False,
+    imatrix: dict[str, Any] | None = None,
 ) -> dict:
     """Quantize the F16/F32 GGUF ``src`` to ``dst`` with llama.cpp's quantizer (``llama-quantize``).
 
     Row sizes not divisible by a type's block (32 for Q8_0/Q4_0, 256 for K-quants) make
-    llama.cpp fall back to a compatible type for that tensor. Returns ``{"path", "bytes",
+    llama.cpp fall back to a compatible type for that tensor. A tensor ``src`` already holds
+    in the type llama.cpp picks for it is copied as it is. ``imatrix`` maps GGUF tensor names
+    to the mean squared input of each column (``[in]`` float32, ``llama-imatrix``'s values):
+    llama.cpp then weighs each weight's rounding error by it. Returns ``{"path", "bytes",
     "quant", "fallback_tensors", "src_bytes", "seconds"}``.
     """
     llama_cpp = _llama_cpp()
@@ -112,6 +142,7 @@ def quantize_gguf(
     ftype = "ALL_F32" if quant == "f32" else f"MOSTLY_{quant.upper()}"
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{ftype}")
     params.nthread = threads or os.cpu_count() or 1
+    keep_alive = _imatrix_param(llama_cpp, params, imatrix or {})  # noqa: F841 - owns the arrays
     tmp = dst.with_name(f".{dst.name}.tmp")
     try:
         with _native_log() as log:
@@ -134,13 +165,41 @@ def quantize_gguf(
     return info | {"seconds": round(time.perf_counter() - start, 2)}
 
 
+def _imatrix_param(llama_cpp: Any, params: Any, imatrix: dict[str, Any]) -> list[Any]:
+    """Point ``params.imatrix`` at a name-terminated C array of ``imatrix``'s entries; returns
+    the Python objects that own the memory (keep them until the quantizer returns)."""
+    if not imatrix:
+        return []
+    import numpy as np
+
+    entry = llama_cpp.llama_model_imatrix_data
+    arrays = [np.ascontiguousarray(values, dtype=np.float32) for values in imatrix.values()]
+    names = [name.encode() for name in imatrix]
+    table = (entry * (len(arrays) + 1))()
+    for slot, name, values in zip(table, names, arrays, strict=False):
+        slot.name = name
+        slot.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        slot.size = values.size
+    params.imatrix = ctypes.cast(table, ctypes.POINTER(entry))
+    return [table, names, arrays]
+
+
 # --- writer -----------------------------------------------------------------------------------
 
 
 def _write_gguf(
-    model_dir: Path, path: Path, *, f16: bool, progress: Progress | None
+    model_dir: Path,
+    path: Path,
+    *,
+    f16: bool,
+    progress: Progress | None,
+    blocks: dict[str, tuple[Any, Any]] | None = None,
 ) -> tuple[str, int]:
-    """Write metadata, vocabulary and tensors to ``path``; returns (arch name, tensor count)."""
+    """Write metadata, vocabulary and tensors to ``path``; returns (arch name, tensor count).
+
+    ``blocks`` maps GGUF tensor names to data already quantized in HF row order, ``(bytes
+    [rows, row bytes] uint8, GGMLQuantizationType)``: written as they are (Llama q/k rows
+    permuted like the float ones)."""
     import gguf
     import numpy as np
 
@@ -154,7 +213,12 @@ def _write_gguf(
     rope_freqs = _llama3_rope_freqs(config)
     if rope_freqs is not None:
         writer.add_tensor_info("rope_freqs.weight", rope_freqs.shape, np.float32, rope_freqs.nbytes)
+    blocks = blocks or {}
     for p in plan:
+        if p.name in blocks:
+            data, qtype = blocks[p.name]
+            writer.add_tensor_info(p.name, data.shape, data.dtype, data.nbytes, raw_dtype=qtype)
+            continue
         dtype = np.dtype(np.float16 if p.f16 else np.float32)
         writer.add_tensor_info(p.name, p.shape, dtype, math.prod(p.shape) * dtype.itemsize)
     writer.write_header_to_file(path)
@@ -164,7 +228,10 @@ def _write_gguf(
         if rope_freqs is not None:
             writer.write_tensor_data(rope_freqs)
         for done, p in enumerate(plan, 1):
-            writer.write_tensor_data(_load_tensor(p))
+            if p.name in blocks:
+                writer.write_tensor_data(permute_rows(blocks[p.name][0], p.permute_heads))
+            else:
+                writer.write_tensor_data(_load_tensor(p))
             if progress is not None:
                 progress(done, len(plan))
     finally:
@@ -225,10 +292,17 @@ def _load_tensor(p: TensorPlan) -> Any:
 
     with safe_open(p.file, framework="pt") as handle:
         t = handle.get_tensor(p.hf_name).float()
-    if p.permute_heads:
-        h = p.permute_heads
-        t = t.reshape(h, 2, t.shape[0] // h // 2, *t.shape[1:]).swapaxes(1, 2).reshape(t.shape)
-    return np.ascontiguousarray(t.numpy().astype(np.float16 if p.f16 else np.float32))
+    t = permute_rows(t.numpy(), p.permute_heads)
+    return np.ascontiguousarray(t.astype(np.float16 if p.f16 else np.float32))
+
+
+def permute_rows(t: Any, heads: int) -> Any:
+    """Llama q/k rows from HF's rotate-half order to GGML's interleaved one (``heads`` > 0);
+    rows move whole, so quantized rows ``[rows, row bytes]`` move the same way."""
+    if not heads:
+        return t
+    shape = t.shape
+    return t.reshape(heads, 2, shape[0] // heads // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
 def _add_hparams(writer: Any, config: dict, name: str, *, f16: bool) -> None:

@@ -57,29 +57,28 @@ def calibration_batches(
     return batches
 
 
-def _masked_means(
+def masked_forward(
     model: nn.Module,
     batches: list[dict[str, Tensor]],
     modules: list[nn.Module],
-    stat: Callable[[Tensor, Tensor], Tensor],
-) -> list[Tensor]:
-    """Run the batches through the decoder; for each module the mean over real tokens of
-    ``stat(x, y)``, with x its input ``[B, T, D_in]`` and y its output ``[B, T, D_out]``.
-
-    ``stat`` returns ``[B, T, *S]``; the result per module is ``[*S]`` (float32).
+    on_rows: Callable[[int, Tensor, Tensor, Tensor], None],
+    new_batch: Callable[[], None] = lambda: None,
+) -> int:
+    """Run the batches through the decoder (``model.model``: the LM head's ``[B, T, vocab]``
+    logits are never built); at each call of ``modules[i]``, ``on_rows(i, x, y, source)`` gets
+    its input and output at the real tokens, ``x [N, D_in]`` and ``y [N, D_out]`` float32, and
+    the input tensor itself. ``new_batch()`` runs before each batch. Returns the real tokens.
     """
     if not batches:
         raise CompressError("calibration set is empty: give at least one batch of texts")
-    sums: list[Tensor | None] = [None] * len(modules)
     state: dict[str, Tensor] = {}
 
     def make_hook(index: int):
         def hook(module, args, kwargs, output):
             x = args[0] if args else kwargs["hidden_states"]
             y = output[0] if isinstance(output, tuple) else output
-            values = stat(x.float(), y.float())[state["mask"]]  # [N, *S]
-            total = values.sum(0, dtype=torch.float64)
-            sums[index] = total if sums[index] is None else sums[index] + total
+            mask = state["mask"]
+            on_rows(index, x[mask].float(), y[mask].float(), x)
 
         return hook
 
@@ -95,7 +94,7 @@ def _masked_means(
                 mask = batch["attention_mask"].to(device)
                 state["mask"] = mask.bool()
                 tokens += int(mask.sum())
-                # the decoder only: the LM head's [B, T, vocab] logits are not needed
+                new_batch()
                 model.model(
                     input_ids=batch["input_ids"].to(device), attention_mask=mask, use_cache=False
                 )
@@ -105,6 +104,27 @@ def _masked_means(
         model.train(was_training)
     if tokens == 0:
         raise CompressError("calibration set is empty: the batches hold no real (unmasked) tokens")
+    return tokens
+
+
+def _masked_means(
+    model: nn.Module,
+    batches: list[dict[str, Tensor]],
+    modules: list[nn.Module],
+    stat: Callable[[Tensor, Tensor], Tensor],
+) -> list[Tensor]:
+    """For each module the mean over real tokens of ``stat(x, y)``, with x its input
+    ``[N, D_in]`` and y its output ``[N, D_out]`` at the N real tokens of a batch.
+
+    ``stat`` returns ``[N, *S]``; the result per module is ``[*S]`` (float32).
+    """
+    sums: list[Tensor | None] = [None] * len(modules)
+
+    def on_rows(index: int, x: Tensor, y: Tensor, _source: Tensor) -> None:
+        total = stat(x, y).sum(0, dtype=torch.float64)
+        sums[index] = total if sums[index] is None else sums[index] + total
+
+    tokens = masked_forward(model, batches, modules, on_rows)
     return [(total / tokens).float() for total in sums]
 
 
@@ -114,7 +134,7 @@ def block_influence(model: nn.Module, batches: list[dict[str, Tensor]]) -> list[
     Block Influence); low = removable. Values lie in [0, 2]."""
     layers = decoder_layers(model, "depth")
 
-    def influence(x: Tensor, y: Tensor) -> Tensor:  # [B, T, D] x2 -> [B, T]
+    def influence(x: Tensor, y: Tensor) -> Tensor:  # [N, D] x2 -> [N]
         return 1 - nn.functional.cosine_similarity(x, y, dim=-1)
 
     return [float(s) for s in _masked_means(model, batches, list(layers), influence)]
@@ -134,7 +154,7 @@ def head_scores(model: nn.Module, batches: list[dict[str, Tensor]]) -> list[Tens
     layers = decoder_layers(model, "width")
     head_dim = _head_dim(model)
 
-    def norms(x: Tensor, y: Tensor) -> Tensor:  # [B, T, H * hd] -> [B, T, H]
+    def norms(x: Tensor, y: Tensor) -> Tensor:  # [N, H * hd] -> [N, H]
         return x.unflatten(-1, (-1, head_dim)).norm(dim=-1)
 
     return _masked_means(model, batches, [layer.self_attn.o_proj for layer in layers], norms)

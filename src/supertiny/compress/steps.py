@@ -237,7 +237,19 @@ def gguf_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     from supertiny.compress import gguf_export
 
     out = ctx.step_dir / "model.gguf"
-    info = gguf_export.export_gguf(ctx.float_dir, out, step.quant, overwrite=True)
+    moments = None
+    if step.calibrate and step.quant not in ("f32", "f16"):
+        model, tok = ctx.load()
+        batches = _calibration(ctx, tok)
+
+        def moments(names, full):
+            from supertiny.compress.gptq import input_hessians
+
+            return input_hessians(model, batches, names, full)[0]
+
+    info = gguf_export.export_gguf(
+        ctx.float_dir, out, step.quant, overwrite=True, moments=moments, rounding=step.rounding
+    )
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()}
     return "model.gguf", {**info, "from": str(ctx.float_dir)}
 
