@@ -141,6 +141,8 @@ def test_every_step_is_measured_and_reported(model, task, run_dir):
     changed = [*ALL_STEPS[:-1], {"kind": "gguf", "quant": "q4_0"}]
     compress.run(task, conf(changed), run_dir)
     assert len(list(stage.glob("07-gguf.old-*"))) == 1
+    q4 = json.loads((stage / "compress_report.json").read_text())["steps"][-1]["info"]
+    assert q4["quant"] == "q4_0" and q4["gptq_tensors"] > 0 and q4["imatrix_tensors"] > 0
     assert not list(stage.glob("00-input.old-*"))  # the input model is measured once
     assert (stage / "06-gguf" / "step.json").stat().st_mtime_ns == stamps[
         stage / "06-gguf" / "step.json"

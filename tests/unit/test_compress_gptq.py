@@ -205,12 +205,52 @@ def test_a_calibrated_q4_k_m_keeps_the_gptq_blocks_and_runs_in_llama_cpp(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([arch, "m.gguf"])  # no temp files
 
 
-def test_gptq_rounding_needs_calibration():
+def test_auto_rounding_leaves_q8_0_to_nearest(tmp_path):
+    from tests.tiny_models import tiny_student
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from supertiny.compress import gguf_export as ge
+    from supertiny.compress.gguf_gptq import tensor_types
+    from supertiny.compress.importance import calibration_batches
+
+    model_dir = tiny_student(tmp_path / "m", initializer_range=0.1)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    batches = calibration_batches(
+        AutoTokenizer.from_pretrained(model_dir), ["a lamp", "a door"], 64, 2
+    )
+
+    def moments(names, full):
+        return input_hessians(model, batches, names, full)[0]
+
+    info = ge.export_gguf(model_dir, tmp_path / "q4.gguf", "q4_k_m", moments=moments)
+    kinds = [kind for name, kind in tensor_types(tmp_path / "q4.gguf").items() if "blk." in name]
+    assert "q8_0" in kinds  # Q4_K_M's Q6_K tensors fall back to Q8_0 in rows of 64
+    assert info["gptq_tensors"] == sum(kind in ("q5_0", "q4_0") for kind in kinds) > 0
+
+
+def test_gptq_rounding_needs_calibration_and_q8_0_skips_it_by_default():
     from supertiny.compress.compress_config import load_config
     from supertiny.config import ConfigError
 
-    steps = [{"kind": "gguf", "quant": "q4_k_m", "calibrate": False}]
+    steps = [{"kind": "gguf", "quant": "q4_k_m", "calibrate": False, "rounding": "gptq"}]
     with pytest.raises(ConfigError, match="rounding: gptq needs calibrate"):
         load_config(None, overrides={"steps": steps})
     steps[0]["rounding"] = "nearest"
-    assert load_config(None, overrides={"steps": steps}).steps[0].rounding == "nearest"
+    assert not load_config(None, overrides={"steps": steps}).steps[0].calibrated
+    calibrated = {
+        (quant, rounding): load_config(
+            None, overrides={"steps": [{"kind": "gguf", "quant": quant, "rounding": rounding}]}
+        )
+        .steps[0]
+        .calibrated
+        for quant in ("f16", "q8_0", "q4_k_m")
+        for rounding in ("auto", "gptq")
+    }
+    assert calibrated == {
+        ("f16", "auto"): False,
+        ("f16", "gptq"): False,
+        ("q8_0", "auto"): False,
+        ("q8_0", "gptq"): True,
+        ("q4_k_m", "auto"): True,
+        ("q4_k_m", "gptq"): True,
+    }

@@ -126,14 +126,16 @@ class GgufStep(cfg.Section):
         True,
         description="Measure every linear layer's inputs on the task's labelled examples "
         "(`calibration`) and give llama.cpp that importance matrix, so rounding favours the "
-        "columns the task uses.",
+        "columns the task uses (Q8_0 has no use for it and skips it unless `rounding: gptq`).",
     )
-    rounding: Literal["nearest", "gptq"] = Field(
-        "gptq",
-        description="Tensors llama.cpp stores in 32-weight blocks (Q8_0, Q5_0, Q4_0; in K-quant "
-        "files the fallbacks for rows not a multiple of 256): `gptq` chooses each rounding to "
-        "keep the layer's output on the calibration inputs, `nearest` rounds each weight "
-        "alone. Needs `calibrate`.",
+    rounding: Literal["auto", "nearest", "gptq"] = Field(
+        "auto",
+        description="How tensors stored in llama.cpp's 32-weight block formats are rounded. "
+        "`gptq` chooses the roundings of a row together so that the layer's output on the "
+        "calibration inputs changes least, `nearest` rounds each weight alone, `auto` is gptq "
+        "for the 4- and 5-bit formats (Q4_0, Q5_0, ...: also the fallback of K-quants for rows "
+        "not a multiple of 256, all of Qwen2.5-0.5B's 896-wide ones) and nearest for Q8_0. "
+        "`gptq` needs `calibrate`.",
     )
 
     @model_validator(mode="after")
@@ -141,6 +143,13 @@ class GgufStep(cfg.Section):
         if self.rounding == "gptq" and not self.calibrate and self.quant not in ("f32", "f16"):
             raise ValueError("rounding: gptq needs calibrate: true (or set rounding: nearest)")
         return self
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether this export needs the calibration pass at all."""
+        if self.quant in ("f32", "f16") or not self.calibrate:
+            return False
+        return self.quant != "q8_0" or self.rounding == "gptq"
 
 
 Step = Annotated[
@@ -225,9 +234,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "latency": {"requests": 4},
     },
     # The demo on a 2-core CPU: the task's vocabulary (0.63B -> <0.4B parameters, exact on
-    # in-domain text), then llama.cpp files at Q4_K_M and Q8_0; the last one is the stage's
-    # result. (The bundled student's weights sit on a 5-bit grid: 4/5-bit types round much of
-    # a fine-tune away, Q8_0 keeps it; see README, "Measured on this machine".)
+    # in-domain text), then llama.cpp files at Q4_K_M (GPTQ-rounded: the bundled student's
+    # weights sit on a 5-bit grid that rounding to nearest snaps a fine-tune back onto) and
+    # Q8_0, the closest to the float model and the stage's result.
     "small": {
         "steps": [
             {"kind": "vocab"},

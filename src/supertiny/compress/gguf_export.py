@@ -65,7 +65,7 @@ def export_gguf(
     keep_intermediate: bool = False,
     threads: int | None = None,
     moments: Moments | None = None,
-    rounding: str = "nearest",
+    rounding: str = "auto",
 ) -> dict:
     """Write ``model_dir`` (config.json + safetensors + tokenizer) as one GGUF file at ``out``.
 
@@ -75,9 +75,9 @@ def export_gguf(
 
     ``moments(names, full)``, when given, returns each named linear layer's input moments
     on calibration text (``gptq.input_hessians``): their diagonals become llama.cpp's
-    importance matrix, and with ``rounding="gptq"`` the tensors llama.cpp stores in a
-    32-weight block format (Q8_0, Q5_0, ... and the K-quants' fallbacks) are rounded by GPTQ
-    instead of to nearest (see ``gguf_gptq``).
+    importance matrix, and ``rounding`` says which tensors llama.cpp stores in a 32-weight
+    block format are rounded by GPTQ instead of to nearest: ``"gptq"`` all, ``"auto"`` the 4-
+    and 5-bit ones (also the K-quants' fallbacks), ``"nearest"`` none (see ``gguf_gptq``).
     Returns ``{"path", "bytes", "quant", "arch", "tensors", "seconds"}`` (+ ``"fallback_tensors"``,
     ``"imatrix_tensors"``, ``"gptq_tensors"`` when quantized).
     """

@@ -1,18 +1,23 @@
 """Quantize a GGUF with calibration from the task: llama.cpp's importance matrix, and GPTQ
 rounding for the tensors llama.cpp stores in 32-weight blocks.
 
-    export_gguf(model_dir, out, "q4_k_m", moments=..., rounding="gptq")   # calls this module
+    export_gguf(model_dir, out, "q4_k_m", moments=..., rounding="auto")   # calls this module
 
 1. The diagonal of each linear layer's input moments (the mean squared input of every
    column, what ``llama-imatrix`` measures) goes to llama.cpp's quantizer as its importance
-   matrix: K-quants and the block formats then weigh each weight's error by how much its
-   column is used on the task's text.
-2. With ``rounding="gptq"``, the tensors that llama.cpp stored in a block format (Q8_0, Q5_0,
-   Q4_0, ...: every tensor of a Q8_0 file, and in a K-quant file those whose rows are not a
-   multiple of 256, such as Qwen2.5-0.5B's 896-wide ones) are rounded again by GPTQ on the
-   full input moments, written into the F16 intermediate as ready blocks, and the quantizer
-   runs again: it copies a tensor that already has the type it picks and quantizes the rest
-   as before. Hessians are gathered a few layers at a time (``HESSIAN_BUDGET``).
+   matrix: K-quants then weigh each weight's error by how much its column is used on the
+   task's text.
+2. GPTQ (``rounding``): the tensors that llama.cpp stored in a block format (Q5_0, Q4_0, ...:
+   in a K-quant file those whose rows are not a multiple of 256, such as all of
+   Qwen2.5-0.5B's 896-wide ones; Q8_0 only with ``rounding="gptq"``) are rounded again by
+   GPTQ on the full input moments, written into the F16 intermediate as ready blocks, and
+   the quantizer runs again: it copies a tensor that already has the type it picks and
+   quantizes the rest as before. Hessians are gathered a few layers at a time
+   (``HESSIAN_BUDGET``), each pass stopping after the deepest layer it needs.
+
+Why: a student fine-tuned from a quantized GGUF sits on that GGUF's grid plus an update
+smaller than a step; rounding to nearest on the same grid snaps it back (the bundled student's
+fine-tune at Q4_K_M: 0 of 40 answers left as the float model's; with GPTQ 21, Q8_0 34).
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ from supertiny.compress import CompressError
 from supertiny.compress.ggml_blocks import FORMATS
 from supertiny.progress import bar
 
-HESSIAN_BUDGET = 1 << 30  # bytes of float64 X^T X sums gathered in one calibration pass
+# rounding -> the block formats GPTQ rounds. "auto": not Q8_0, whose grid is fine enough
+# already (benchmarks/gguf_rounding.py: 34 vs 36 of 40 answers as the float model's, 4 s vs
+# 209 s for the bundled student), while 5 bits to nearest erased its fine-tune (0 of 40).
+ROUNDINGS = {
+    "nearest": (),
+    "auto": tuple(name for name in FORMATS if name != "q8_0"),
+    "gptq": tuple(FORMATS),
+}
+HESSIAN_BUDGET = 2 << 30  # bytes of float32 X^T X sums gathered in one calibration pass
 
 
 def calibrated_quantize(
@@ -43,19 +56,19 @@ def calibrated_quantize(
     ``gptq_seconds``."""
     from supertiny.compress import gguf_export as ge
 
-    if rounding not in ("nearest", "gptq"):
-        raise CompressError(f"unknown GGUF rounding {rounding!r}; choose nearest or gptq")
+    if rounding not in ROUNDINGS:
+        raise CompressError(f"unknown GGUF rounding {rounding!r}; choose {', '.join(ROUNDINGS)}")
     linears = _linear_plan(model_dir)
     module = {name: p.hf_name.removesuffix(".weight") for name, p in linears.items()}
     diagonals = moments(list(module.values()), lambda name: False)
     imatrix = {name: diagonals[module[name]].numpy() for name in linears}
     info = ge.quantize_gguf(intermediate, out, quant, threads, overwrite=True, imatrix=imatrix)
     info["imatrix_tensors"] = len(imatrix)
-    if rounding == "nearest":
+    if not ROUNDINGS[rounding]:
         return info
     start = time.perf_counter()
     types = tensor_types(out)
-    chosen = [name for name in linears if types.get(name) in FORMATS]
+    chosen = [name for name in linears if types.get(name) in ROUNDINGS[rounding]]
     blocks: dict[str, tuple[Any, Any]] = {}
     with bar(len(chosen), f"gptq rounding ({quant})", enabled=bool(chosen)) as advance:
         for group in _groups(chosen, linears):
@@ -110,11 +123,11 @@ def _linear_plan(model_dir: Path) -> dict[str, Any]:
 
 
 def _groups(names: list[str], linears: dict[str, Any]) -> list[list[str]]:
-    """Consecutive names whose ``[in, in]`` float64 sums fit ``HESSIAN_BUDGET`` together."""
+    """Consecutive names whose ``[in, in]`` float32 sums fit ``HESSIAN_BUDGET`` together."""
     groups: list[list[str]] = []
     used = HESSIAN_BUDGET
     for name in names:
-        size = linears[name].shape[1] ** 2 * 8
+        size = linears[name].shape[1] ** 2 * 4
         if used + size > HESSIAN_BUDGET and (not groups or groups[-1]):
             groups.append([])
             used = 0

@@ -36,7 +36,8 @@ def input_hessians(
     """For each linear module in ``names``: ``X^T X / n`` over the real (unmasked) tokens of
     ``batches``, ``[in, in]`` float32, or only its diagonal ``[in]`` where ``full(name)`` is
     false (llama.cpp's importance matrix). Linears fed the same input tensor (q/k/v, gate/up)
-    share one matrix. Returns (matrices by name, tokens seen)."""
+    share one matrix; the forward pass stops after the deepest of them. Sums are float32: the
+    damping GPTQ adds is far above their rounding. Returns (matrices by name, tokens seen)."""
     from supertiny.compress.importance import masked_forward
 
     modules = dict(model.named_modules())
@@ -56,14 +57,20 @@ def input_hessians(
         if first != name:
             alias[name] = first
             return
-        x = x.double()
         moment = x.T @ x if full(name) else (x * x).sum(0)
         sums[name] = sums[name] + moment if name in sums else moment
 
+    order = {name: index for index, name in enumerate(modules)}
+    deepest = modules[max(names, key=order.__getitem__)]
     tokens = masked_forward(
-        model, batches, [modules[name] for name in names], on_rows, new_batch=seen.clear
+        model,
+        batches,
+        [modules[name] for name in names],
+        on_rows,
+        new_batch=seen.clear,
+        stop_after=deepest,
     )
-    means = {name: (total / tokens).float() for name, total in sums.items()}
+    means = {name: total / tokens for name, total in sums.items()}
     return {name: means[alias.get(name, name)] for name in names}, tokens
 
 

@@ -63,11 +63,13 @@ def masked_forward(
     modules: list[nn.Module],
     on_rows: Callable[[int, Tensor, Tensor, Tensor], None],
     new_batch: Callable[[], None] = lambda: None,
+    stop_after: nn.Module | None = None,
 ) -> int:
     """Run the batches through the decoder (``model.model``: the LM head's ``[B, T, vocab]``
     logits are never built); at each call of ``modules[i]``, ``on_rows(i, x, y, source)`` gets
     its input and output at the real tokens, ``x [N, D_in]`` and ``y [N, D_out]`` float32, and
-    the input tensor itself. ``new_batch()`` runs before each batch. Returns the real tokens.
+    the input tensor itself. ``new_batch()`` runs before each batch; the forward pass of a
+    batch ends once ``stop_after`` (one of ``modules``) has run. Returns the real tokens.
     """
     if not batches:
         raise CompressError("calibration set is empty: give at least one batch of texts")
@@ -79,6 +81,8 @@ def masked_forward(
             y = output[0] if isinstance(output, tuple) else output
             mask = state["mask"]
             on_rows(index, x[mask].float(), y[mask].float(), x)
+            if module is stop_after:
+                raise _Enough
 
         return hook
 
@@ -95,9 +99,14 @@ def masked_forward(
                 state["mask"] = mask.bool()
                 tokens += int(mask.sum())
                 new_batch()
-                model.model(
-                    input_ids=batch["input_ids"].to(device), attention_mask=mask, use_cache=False
-                )
+                try:
+                    model.model(
+                        input_ids=batch["input_ids"].to(device),
+                        attention_mask=mask,
+                        use_cache=False,
+                    )
+                except _Enough:
+                    pass
     finally:
         for handle in handles:
             handle.remove()
@@ -105,6 +114,10 @@ def masked_forward(
     if tokens == 0:
         raise CompressError("calibration set is empty: the batches hold no real (unmasked) tokens")
     return tokens
+
+
+class _Enough(Exception):
+    """Raised by a hook to end a forward pass whose remaining layers nobody reads."""
 
 
 def _masked_means(

@@ -232,13 +232,16 @@ def torchao_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
 
 def gguf_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     """Export the float model to GGUF with its tokenizer and chat template, quantized by
-    llama.cpp's own quantizer (Q8_0, Q4_K_M, ...), and measure it in llama.cpp. Writes
-    model.gguf, which `supertiny serve --model` serves."""
+    llama.cpp's own quantizer (Q8_0, Q4_K_M, ...), and measure it in llama.cpp. Calibrated on
+    the labelled examples (`calibrate`): every linear layer's input moments become llama.cpp's
+    importance matrix, and the tensors stored in 32-weight blocks are rounded by GPTQ
+    (`rounding`), which keeps a fine-tune smaller than the grid's step. Writes model.gguf,
+    which `supertiny serve --model` serves."""
     from supertiny.compress import gguf_export
 
     out = ctx.step_dir / "model.gguf"
     moments = None
-    if step.calibrate and step.quant not in ("f32", "f16"):
+    if step.calibrated:
         model, tok = ctx.load()
         batches = _calibration(ctx, tok)
 
