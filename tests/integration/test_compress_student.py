@@ -1,7 +1,7 @@
 """`supertiny compress` on the embedded default: the bundled 0.5B student (GGUF, dequantized
 by transformers) loses the vocabulary smart_home does not use, two blocks and its recovery
-happens by distillation from the model before; then it is exported to a Q8_0 GGUF that
-llama.cpp loads and answers with."""
+happens by distillation from the model before; then it is exported to Q8_0 and Q4_K_M GGUF
+files (the second GPTQ-rounded on the labelled examples) that llama.cpp loads and answers with."""
 
 import json
 import shutil
@@ -41,6 +41,7 @@ steps:
   - {kind: depth, layers: 22}
   - {kind: recover, epochs: 1, batch_size: 4, top_k: 20}
   - {kind: gguf, quant: q8_0}
+  - {kind: gguf, quant: q4_k_m}
 calibration: {samples: 8}
 eval: {limit: 3, max_new_tokens: 48, batch_size: 3}
 latency: {requests: 2, max_new_tokens: 16}
@@ -106,3 +107,19 @@ def test_the_q8_gguf_loads_in_llama_cpp_and_answers_like_pytorch(compressed):
     gguf_answers = {r["id"]: r["output"] for r in iter_jsonl(compressed / "04-gguf" / "eval.jsonl")}
     same = sum(gguf_answers[k] == v for k, v in torch_answers.items())
     assert same >= len(torch_answers) - 1, (torch_answers, gguf_answers)
+
+
+def test_q4_k_m_is_calibrated_and_gptq_rounded(compressed):
+    """Qwen2.5-0.5B's 896-wide rows do not fit K-quant blocks: llama.cpp falls back to Q5_0 for
+    them, and those tensors (every linear but the 4,864-wide down projections) are GPTQ's."""
+    from supertiny.compress.gguf_gptq import tensor_types
+
+    report = json.loads((compressed / "compress_report.json").read_text())
+    q4 = report["steps"][4]
+    layers = 22
+    assert q4["info"]["imatrix_tensors"] == layers * 7
+    types = tensor_types(compressed / "05-gguf" / "model.gguf")
+    fallback = [n for n, t in types.items() if n.startswith("blk.") and t in ("q5_0", "q4_0")]
+    assert q4["info"]["gptq_tensors"] == len(fallback) >= layers * 5
+    assert q4["bytes"] < report["steps"][3]["bytes"]  # smaller than Q8_0
+    assert q4["eval"]["n"] == 3 and q4["latency"]["backend"] == "llama.cpp"

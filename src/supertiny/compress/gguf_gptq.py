@@ -89,6 +89,7 @@ def calibrated_quantize(
         info |= {"fallback_tensors": fallbacks, "imatrix_tensors": len(imatrix)}
         changed = [name for name in blocks if tensor_types(out).get(name) != types[name]]
         if changed:
+            out.unlink()
             raise CompressError(
                 f"llama.cpp re-quantized {changed[0]} (and {len(changed) - 1} more) instead of "
                 "keeping its GPTQ blocks; use rounding: nearest"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from supertiny.compress import CompressError
+from supertiny.progress import console
 from supertiny.task import Task
 from supertiny.transfer import student as st
 from supertiny.transfer.data import answer_text, prompt_text
@@ -244,6 +245,11 @@ def gguf_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     if step.calibrated:
         model, tok = ctx.load()
         batches = _calibration(ctx, tok)
+        texts = sum(len(batch["input_ids"]) for batch in batches)
+        console.print(
+            f"gguf {step.quant}: the layers' inputs on {texts} labelled examples become "
+            f"llama.cpp's importance matrix (rounding: {step.rounding})"
+        )
 
         def moments(names, full):
             from supertiny.compress.gptq import input_hessians
