@@ -248,10 +248,24 @@ def test_endpoint_logprobs_align_with_the_student_answer(models, task, run_dir):
 
 
 def test_align():
-    assert _align(["a", "b"], ["a", "b", "<end>"]) == 0
-    assert _align(["b", "c"], ["<tc>", "b", "c", "<end>"]) == 1
-    assert _align(["x"], ["a", "b", "c", "d"]) is None
-    assert _align([], ["a"]) is None
+    call = ['{"', "name", '":', ' "', "set_light", '",', ' "', "arguments", '":', ' {"', "id"]
+    call += ['":', ' "', "light", ".kitchen", '"}}', "\n"]
+    n = len(call)
+    student = ["<tool_call>", "\n", *call, "</tool_call>", "<|im_end|>"]
+    # the endpoint pre-filled the opening and stopped before the end of turn
+    assert _align(student[2:-1], student) == {j: j - 2 for j in range(2, n + 3)}
+    # the teacher wrote the closing tag as text pieces, not the special token: rows up to it
+    teacher = [*call, "</", "tool", "_", "call", ">"]
+    assert _align(teacher, student) == {j: j - 2 for j in range(2, n + 2)}
+    # a helper call first in the same turn (so the teacher wrote this call's opening), and
+    # '"}}' written as '"}' + '}' by the teacher: that token alone gets no row
+    helper = ['{"', "name", '":', ' "', "find", '"}', "\n", "</tool_call>", "\n", "<tool_call>"]
+    teacher = [*helper, "\n", *call[:-2], '"}', "}", "\n", "</tool_call>"]
+    expected = {j: j + 9 for j in range(0, n)} | {n + 1: n + 11, n + 2: n + 12}
+    assert _align(teacher, student) == expected
+    assert _align([*call[:4], "set_heat", *call[5:]], student) == {}  # another answer
+    assert _align(call[-4:], student) == {}  # too little of it to tell
+    assert _align([], student) == {}
 
 
 def test_kd_from_endpoint_without_logprobs_falls_back_with_a_warning(models, task, run_dir):

@@ -10,9 +10,10 @@ forward KL, reverse KL, generalised JSD or CKD (``losses.py``), at a temperature
   uses its full distribution (exact dense losses, one teacher forward per batch);
 - ``teacher: endpoint``: the ``top_logprobs`` the label stage captured from the teacher
   endpoint (``supertiny label --set top_logprobs=20``). They are mapped onto the student's
-  tokens where the teacher's tokens spell the student's answer; where they do not (or no
-  log-probs were captured) the example is learned from its text alone (sequence-level KD),
-  with a warning that says how many.
+  answer tokens where the teacher's text holds the answer (character by character, so a
+  helper call earlier in the teacher's turn or another token split does not matter); where it
+  does not (or no log-probs were captured) the example is learned from its text alone
+  (sequence-level KD), with a warning that says how many.
 
 The trainer is a transformers ``Trainer`` with our loss (TRL's trainers do not carry these
 losses), so checkpoints, resume and ``accelerate launch`` work as for the other steps.
@@ -72,13 +73,12 @@ def endpoint_topk(ctx: StepContext, examples, records: dict[str, dict[str, Any]]
         content = (records[ex["id"]].get("meta") or {}).get("logprobs") or []
         start = _answer_start(ex["labels"])
         answer = [ctx.tokenizer.decode([t]) for t in ex["input_ids"][start:]]
-        offset = _align([c.get("token", "") for c in content], answer)
-        if offset is None:
+        rows = _align([c.get("token", "") for c in content], answer)
+        if not rows:
             continue
         rows_ids, rows_lp = [], []
         for j in range(len(answer)):
-            i = j - offset
-            tops = content[i].get("top_logprobs") or [] if 0 <= i < len(content) else []
+            tops = content[rows[j]].get("top_logprobs") or [] if j in rows else []
             pairs = [(table.get(t["token"]), t["logprob"]) for t in tops[:k]]
             pairs = [(a, b) for a, b in pairs if a is not None]
             pairs += [(0, float("-inf"))] * (k - len(pairs))
@@ -91,19 +91,37 @@ def endpoint_topk(ctx: StepContext, examples, records: dict[str, dict[str, Any]]
     return aligned
 
 
-def _align(teacher: list[str], student: list[str]) -> int | None:
-    """Offset of the teacher's tokens inside the student's answer tokens, if they spell it.
+def _align(teacher: list[str], student: list[str]) -> dict[int, int]:
+    """Which teacher token stands for each student answer token: ``{student index: teacher
+    index}`` where the teacher's text holds the student's answer and both tokens start at the
+    same character of it and are the same string; empty when the texts do not match.
 
-    The endpoint may have pre-filled an opening (``<tool_call>``), so the teacher's first token
-    can sit a few tokens into the answer; the student's end-of-turn token may be missing.
+    The texts match when the student's answer, less up to 3 leading tokens (an opening the
+    endpoint pre-filled, ``<tool_call>``) and its last 2 (the end of turn, a closing tag the
+    teacher wrote in pieces), is in the teacher's text, and that is at least half the answer:
+    after the helper calls a teacher may have made in the same turn, too. Tokens split otherwise than the student's (a grammar can
+    make the teacher write ``"}}`` and ``\n`` for the tokenizer's ``"}}\n``) get no row.
     """
-    if not teacher:
-        return None
-    for offset in range(0, 4):
-        overlap = student[offset : offset + len(teacher)]
-        if len(overlap) >= len(student) - offset - 2 and overlap == teacher[: len(overlap)]:
-            return offset
-    return None
+    text = "".join(teacher)
+    starts = {}
+    position = 0
+    for index, token in enumerate(teacher):
+        starts.setdefault(position, index)
+        position += len(token)
+    whole = len("".join(student))
+    for skip in range(0, 4):
+        core = "".join(student[skip : len(student) - 2])
+        found = text.find(core) if 2 * len(core) >= whole > 0 else -1
+        if found < 0:
+            continue
+        rows, position = {}, found
+        for j in range(skip, len(student)):
+            index = starts.get(position)
+            if index is not None and teacher[index] == student[j]:
+                rows[j] = index
+            position += len(student[j])
+        return rows
+    return {}
 
 
 class _Examples:
