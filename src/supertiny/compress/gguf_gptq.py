@@ -126,10 +126,10 @@ def _linear_plan(model_dir: Path) -> dict[str, Any]:
 def _groups(names: list[str], linears: dict[str, Any]) -> list[list[str]]:
     """Consecutive names whose ``[in, in]`` float32 sums fit ``HESSIAN_BUDGET`` together."""
     groups: list[list[str]] = []
-    used = HESSIAN_BUDGET
+    used = 0
     for name in names:
         size = linears[name].shape[1] ** 2 * 4
-        if used + size > HESSIAN_BUDGET and (not groups or groups[-1]):
+        if not groups or used + size > HESSIAN_BUDGET:
             groups.append([])
             used = 0
         groups[-1].append(name)

@@ -241,26 +241,27 @@ def gguf_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     from supertiny.compress import gguf_export
 
     out = ctx.step_dir / "model.gguf"
-    moments = None
-    if step.calibrated:
-        model, tok = ctx.load()
-        batches = _calibration(ctx, tok)
-        texts = sum(len(batch["input_ids"]) for batch in batches)
-        console.print(
-            f"gguf {step.quant}: the layers' inputs on {texts} labelled examples become "
-            f"llama.cpp's importance matrix (rounding: {step.rounding})"
-        )
-
-        def moments(names, full):
-            from supertiny.compress.gptq import input_hessians
-
-            return input_hessians(model, batches, names, full)[0]
-
+    moments = _moments(ctx, step) if step.calibrated else None
     info = gguf_export.export_gguf(
         ctx.float_dir, out, step.quant, overwrite=True, moments=moments, rounding=step.rounding
     )
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in info.items()}
     return "model.gguf", {**info, "from": str(ctx.float_dir)}
+
+
+def _moments(ctx: CompressContext, step: Any):
+    """The gguf step's calibration: a function from linear layer names to their input moments
+    on the calibration examples (``gptq.input_hessians``), for ``gguf_export.export_gguf``."""
+    from supertiny.compress.gptq import input_hessians
+
+    model, tok = ctx.load()
+    batches = _calibration(ctx, tok)
+    texts = sum(len(batch["input_ids"]) for batch in batches)
+    console.print(
+        f"gguf {step.quant}: the layers' inputs on {texts} calibration examples become "
+        f"llama.cpp's importance matrix (rounding: {step.rounding})"
+    )
+    return lambda names, full: input_hessians(model, batches, names, full)[0]
 
 
 # Explicit registry: step kind -> function.
