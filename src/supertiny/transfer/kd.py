@@ -98,9 +98,10 @@ def _align(teacher: list[str], student: list[str]) -> dict[int, int]:
 
     The texts match when the student's answer, less up to 3 leading tokens (an opening the
     endpoint pre-filled, ``<tool_call>``) and its last 2 (the end of turn, a closing tag the
-    teacher wrote in pieces), is in the teacher's text, and that is at least half the answer:
-    after the helper calls a teacher may have made in the same turn, too. Tokens split otherwise than the student's (a grammar can
-    make the teacher write ``"}}`` and ``\n`` for the tokenizer's ``"}}\n``) get no row.
+    teacher wrote in pieces), is in the teacher's text and is at least half the answer; it
+    may follow helper calls the teacher made in the same turn. A token the teacher split
+    otherwise (a grammar can make it write a closing brace and the newline after it as two
+    tokens where the tokenizer has one) gets no row.
     """
     text = "".join(teacher)
     starts = {}
