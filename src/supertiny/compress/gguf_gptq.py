@@ -87,7 +87,8 @@ def calibrated_quantize(
         fallbacks = info["fallback_tensors"]
         info = ge.quantize_gguf(intermediate, out, quant, threads, overwrite=True, imatrix=rest)
         info |= {"fallback_tensors": fallbacks, "imatrix_tensors": len(imatrix)}
-        changed = [name for name in blocks if tensor_types(out).get(name) != types[name]]
+        kept = tensor_types(out)
+        changed = [name for name in blocks if kept.get(name) != types[name]]
         if changed:
             out.unlink()
             raise CompressError(
