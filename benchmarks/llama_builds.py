@@ -128,7 +128,7 @@ def main() -> None:
             f"{decode / first[1]:.2f}x",
             info,
         )
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

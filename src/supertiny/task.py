@@ -8,14 +8,46 @@ prompt, and its datasets. ``Task.evaluate`` and ``Task.reward`` are the single d
     supertiny label examples/smart_home/task.yaml      # loads the task, labels its data
 
 See examples/smart_home/task.yaml for a complete task and docs/task.md for every key.
+
+A task folder is code
+---------------------
+
+A task file can name a Python module (``helpers.module``), and loading the task imports it:
+whatever that file, and every file it imports, does at import time runs with your rights
+(reading and writing files, opening connections, starting programs). Its helper functions
+then run with arguments that the teacher model wrote, and the teacher writes them from the
+input texts it labels. supertiny does not sandbox any of it. This is what Hugging Face's
+``trust_remote_code=True`` means for a model repository: **only run tasks whose folder you
+trust**, because you wrote it or read it, as you would a package before ``pip install``.
+
+What runs when:
+
+- ``supertiny label`` (and ``supertiny run``; ``supertiny eval`` with ``teacher_rerun:
+  true``): the module is imported at load, and again in a helper process that the first
+  helper call starts. Every helper call the teacher makes runs there, with the teacher's
+  arguments, one call at a time. A call that raises, runs past ``helpers.timeout_s`` (the
+  process is killed and started again for the next call) or ends the process becomes an
+  ``error: ...`` tool result that goes back to the teacher and into the record's trace.
+- ``supertiny serve --task``, ``train``, ``compress``, ``eval``: they load the task, so the
+  module is imported (its import-time code runs); no helper is called.
+
+The timeout bounds how long a call may take; it is not a sandbox. Write helpers as you
+would a web handler: check their arguments, and give them no more reach than the task needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import json
+import os
+import queue
+import signal
+import subprocess
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +91,13 @@ class Helpers(cfg.Section):
     tools: str | ToolList = Field(
         description="Helper tool schemas (OpenAI format): a JSON/YAML path or an inline list."
     )
+    timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="Longest one helper call may run, in seconds; past it the call is stopped "
+        "and the teacher gets the error 'helper NAME timed out after N s'.",
+    )
 
 
 class Data(cfg.Section):
@@ -67,7 +106,10 @@ class Data(cfg.Section):
 
 
 class TaskSpec(cfg.Section):
-    name: str = Field(description="Task name (used in run names and reports).")
+    name: str = Field(
+        description="Task name, used in reports and as the run folder `runs/<name>/`: a plain "
+        "folder name (no '/', '\\' or ':', not '.' or '..')."
+    )
     description: str = Field("", description="One line describing the feature.")
     tools: str | ToolList = Field(
         description="Final tools (OpenAI format): a JSON/YAML path or an inline list."
@@ -88,8 +130,14 @@ class TaskSpec(cfg.Section):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, value: str) -> str:
+        """The name is a folder (``runs/<name>/``): one plain path part that stays in ``runs/``."""
         if not value.strip():
             raise ValueError("must not be empty")
+        if value in (".", "..") or any(c in value for c in "/\\:") or not value.isprintable():
+            raise ValueError(
+                "must be a plain folder name, as it names runs/<name>/: "
+                "no '/', '\\' or ':', not '.' or '..'"
+            )
         return value
 
 
@@ -151,11 +199,11 @@ def import_file(path: Path, module_name: str, reuse: bool = True):
     return module
 
 
-def _load_module(path: Path, task_name: str, where: str):
+def _load_module(path: Path, module_name: str, where: str):
     if not path.is_file():
         raise cfg.ConfigError(f"{where}: helper module not found: {path}")
     try:
-        return import_file(path, f"supertiny_task_{task_name}_{path.stem}", reuse=False)
+        return import_file(path, module_name, reuse=False)
     except Exception as exc:  # a broken user module: say which file and why
         raise cfg.ConfigError(
             f"{path}: importing the helper module failed: {type(exc).__name__}: {exc}"
@@ -163,7 +211,154 @@ def _load_module(path: Path, task_name: str, where: str):
 
 
 class ToolError(RuntimeError):
-    """A helper tool raised or was called wrongly; the message is fed back to the teacher."""
+    """A helper tool raised, hung or was called wrongly; the message is fed back to the teacher."""
+
+
+HELPER_START_TIMEOUT_S = 60.0  # Python start-up + importing supertiny and the helper module
+_WORKER_CODE = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from supertiny.task import helper_worker_main; helper_worker_main(sys.argv[2], sys.argv[3])"
+)
+
+
+class HelperProcess:
+    """Runs a task's helper calls in one long-lived child Python process, each call bounded.
+
+    The child imports the helper module once, then answers one JSON request per line; a call
+    that does not answer within its timeout has the child killed (the next call starts a new
+    one), so a hang really ends, whether a ``while True`` loop or a read that never returns.
+    Why this and not the alternatives: a thread per call (or a thread pool with a wait
+    timeout) gives the answer back on time but cannot stop the helper, since Python has no
+    way to kill a thread, so every hang keeps a thread, and a spinning one a share of the
+    CPU, until the run ends; a fresh process per call stops it too, but pays a Python
+    start-up and the module's import each time (0.27 s measured here, against 2-3 ms for a
+    smart_home ``find_devices`` call), where this pays one pipe round trip per call (0.5 ms
+    measured here) and the start-up once, at the first call and after each timeout.
+
+    Its costs: calls run one at a time (a lock; the label stage's concurrency overlaps the
+    teacher's requests, seconds each, not helper calls, milliseconds); the module's
+    import-time code runs in both processes and its module-level state lives in the child
+    (started afresh after a timeout or a crash); arguments and results cross as JSON.
+    Thread-safe; the child is killed when this object is collected or the interpreter exits.
+    """
+
+    def __init__(self, path: Path, module_name: str):
+        self.path, self.module_name = path, module_name
+        self._process: subprocess.Popen[str] | None = None
+        self._replies: queue.Queue[str | None] = queue.Queue()
+        self._stop_child: weakref.finalize | None = None
+        self._lock = threading.Lock()
+
+    def call(self, name: str, arguments: dict[str, Any], timeout_s: float) -> Any:
+        """``name(**arguments)`` in the child; a raise, a hang or a dead child is a ``ToolError``."""
+        try:
+            request = json.dumps({"name": name, "arguments": arguments})
+        except (TypeError, ValueError) as exc:
+            raise ToolError(f"{name}: arguments are not JSON: {exc}") from None
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._start(name)
+            self._send(request)
+            reply = self._receive(name, timeout_s, f"helper {name} timed out after {timeout_s:g} s")
+        if "error" in reply:
+            raise ToolError(f"{name} failed: {reply['error']}")
+        return reply["result"]
+
+    def stop(self) -> None:
+        """Kill the child, if one runs; the next call starts a new one."""
+        if self._stop_child is not None:
+            self._stop_child()
+        self._process, self._stop_child = None, None
+
+    def _start(self, name: str) -> None:
+        self.stop()
+        command = [sys.executable, "-c", _WORKER_CODE, json.dumps(sys.path), str(self.path)]
+        process = subprocess.Popen(
+            [*command, self.module_name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+        self._process, self._replies = process, queue.Queue()
+        self._stop_child = weakref.finalize(self, _kill, process)
+        threading.Thread(target=_pump, args=(process.stdout, self._replies), daemon=True).start()
+        ready = self._receive(
+            name,
+            HELPER_START_TIMEOUT_S,
+            f"{name}: the helper process did not start within {HELPER_START_TIMEOUT_S:g} s",
+        )
+        if "error" in ready:
+            self.stop()
+            raise ToolError(
+                f"{name}: the helper process could not import {self.path}: {ready['error']}"
+            )
+
+    def _send(self, line: str) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        with contextlib.suppress(OSError):  # a child that just ended: _receive reports it
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+
+    def _receive(self, name: str, timeout_s: float, timeout_message: str) -> dict[str, Any]:
+        try:
+            line = self._replies.get(timeout=timeout_s)
+        except queue.Empty:
+            self.stop()
+            raise ToolError(timeout_message) from None
+        if line is None:
+            assert self._process is not None
+            code = self._process.wait()
+            self.stop()
+            raise ToolError(f"{name}: the helper process ended (exit code {code}) during the call")
+        return json.loads(line)
+
+
+def _pump(stream: Any, replies: queue.Queue[str | None]) -> None:
+    """Move the child's reply lines into ``replies``; ``None`` marks its end."""
+    with stream:
+        for line in stream:
+            replies.put(line)
+    replies.put(None)
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    process.kill()
+    process.wait()
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+
+
+def helper_worker_main(path: str, module_name: str) -> None:
+    """The child of ``HelperProcess``: import the helper module, then answer calls until EOF.
+
+    Requests come one JSON line at a time on stdin; replies go to the original stdout, which
+    is kept for them alone: the helpers' own prints (fd 1) are sent to stderr instead.
+    Ctrl-C is ignored here: the parent owns this process and ends it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    try:
+        module = import_file(Path(path), module_name, reuse=False)
+    except BaseException as exc:
+        _reply(replies, {"error": f"{type(exc).__name__}: {exc}"})
+        return
+    _reply(replies, {"ready": True})
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            reply = {"result": getattr(module, request["name"])(**request["arguments"])}
+            text = json.dumps(reply)
+        except BaseException as exc:  # SystemExit too: a helper cannot end the worker by raising
+            text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        replies.write(text + "\n")
+        replies.flush()
+
+
+def _reply(replies: Any, message: dict[str, Any]) -> None:
+    replies.write(json.dumps(message) + "\n")
+    replies.flush()
 
 
 class Task:
@@ -178,13 +373,15 @@ class Task:
         self.tools: ToolList = _load_tools(spec.tools, self.root, where)
         self.helper_tools: ToolList = []
         self.helpers: dict[str, Callable[..., Any]] = {}
+        self._helper_process: HelperProcess | None = None
         if spec.helpers is not None:
             self.helper_tools = _load_tools(
                 spec.helpers.tools, self.root, f"{self.path}: helpers.tools"
             )
-            module = _load_module(
-                self.root / spec.helpers.module, spec.name, f"{self.path}: helpers.module"
-            )
+            module_path = self.root / spec.helpers.module
+            module_name = f"supertiny_task_{spec.name}_{module_path.stem}"
+            module = _load_module(module_path, module_name, f"{self.path}: helpers.module")
+            self._helper_process = HelperProcess(module_path, module_name)
             for tool in self.helper_tools:
                 name = tool["function"]["name"]
                 fn = getattr(module, name, None)
@@ -222,9 +419,15 @@ class Task:
         return name in self.final_names
 
     def run_helper(self, name: str, arguments: dict[str, Any]) -> Any:
-        """Run a helper tool; any failure becomes a ``ToolError`` with a readable message."""
-        fn = self.helpers.get(name)
-        if fn is None:
+        """Run a helper tool in the helper process (see ``HelperProcess``); returns its JSON result.
+
+        Any failure becomes a ``ToolError`` with a message for the teacher: an unknown tool,
+        arguments that do not fit the function, an exception, a result that is not JSON, a
+        call longer than ``helpers.timeout_s`` ("helper NAME timed out after N s").
+        Blocks the calling thread: async code runs it with ``asyncio.to_thread``.
+        """
+        fn, settings, process = self.helpers.get(name), self.spec.helpers, self._helper_process
+        if fn is None or settings is None or process is None:
             raise ToolError(f"unknown tool '{name}'; available: {', '.join(self.helpers)}")
         if not isinstance(arguments, dict):
             raise ToolError(f"{name}: arguments must be an object")
@@ -232,12 +435,7 @@ class Task:
             inspect.signature(fn).bind(**arguments)
         except TypeError as exc:
             raise ToolError(f"{name}: {exc}") from None
-        try:
-            result = fn(**arguments)
-            json.dumps(result)
-        except Exception as exc:
-            raise ToolError(f"{name} failed: {type(exc).__name__}: {exc}") from exc
-        return result
+        return process.call(name, arguments, settings.timeout_s)
 
     def _check_few_shot(self, messages: list[dict[str, Any]], where: str) -> None:
         known = {t["function"]["name"]: t for t in self.teacher_tools}

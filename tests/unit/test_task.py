@@ -1,7 +1,9 @@
 """The Task: loading and its errors, prompts, data, helper execution, evaluate() and reward()."""
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,110 @@ def test_evaluate_and_reward_share_one_definition(task_dir):
     assert task.reward(wrong, gold, kind="exact") == 0.0
     assert task.reward('{"name": "fly", "arguments": {}}', gold) == -1.0
     assert task.reward("<tool_call>{broken", gold) == -1.0
+
+
+# ----- helpers run in their own process, each call bounded -----------------------------------
+MISBEHAVING = """
+import os, sys, time
+from pathlib import Path
+
+def find_city(name: str) -> dict:
+    print("looking up", name)  # a helper's prints must not break its reply
+    if name == "Nowhere":
+        Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))
+        while True:  # a pure-Python hang: no I/O, no sleep to interrupt
+            pass
+    if name == "Sleepy":
+        time.sleep(3600)
+    if name == "Quit":
+        sys.exit(3)
+    if name == "Crash":
+        os._exit(7)
+    return {"city_id": name[:3].lower()}
+"""
+
+
+def misbehaving_task(task_dir, timeout_s=0.5):
+    (task_dir / "helpers.py").write_text(MISBEHAVING)
+    return Task.load(edit(task_dir, lambda d: d["helpers"].update(timeout_s=timeout_s)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_hanging_helper_times_out_is_stopped_and_the_next_call_works(
+    task_dir, tmp_path, monkeypatch
+):
+    pid_file = tmp_path / "helper.pid"
+    monkeypatch.setenv("PID_FILE", str(pid_file))
+    task = misbehaving_task(task_dir)
+    assert task.run_helper("find_city", {"name": "Rome"}) == {"city_id": "rom"}
+    for name in ("Nowhere", "Sleepy"):
+        started = time.monotonic()
+        with pytest.raises(ToolError, match=r"^helper find_city timed out after 0\.5 s$"):
+            task.run_helper("find_city", {"name": name})
+        assert time.monotonic() - started < 5
+    pid = int(pid_file.read_text())
+    assert pid != os.getpid() and not _alive(pid)  # the spinning loop really ended
+    assert task.run_helper("find_city", {"name": "Lima"}) == {"city_id": "lim"}
+
+
+def test_a_helper_that_exits_or_crashes_is_an_error_and_the_next_call_works(task_dir):
+    task = misbehaving_task(task_dir)
+    with pytest.raises(ToolError, match=r"^find_city failed: SystemExit: 3$"):
+        task.run_helper("find_city", {"name": "Quit"})
+    with pytest.raises(ToolError, match=r"find_city: the helper process ended \(exit code 7\)"):
+        task.run_helper("find_city", {"name": "Crash"})
+    assert task.run_helper("find_city", {"name": "Oslo"}) == {"city_id": "osl"}
+
+
+def test_results_and_arguments_that_are_not_json_are_errors(task_dir):
+    (task_dir / "helpers.py").write_text("def find_city(name):\n    return {name}\n")
+    task = Task.load(task_dir / "task.yaml")
+    with pytest.raises(ToolError, match="find_city failed: TypeError: .*set is not JSON"):
+        task.run_helper("find_city", {"name": "Rome"})
+    with pytest.raises(ToolError, match="find_city: arguments are not JSON: .*set"):
+        task.run_helper("find_city", {"name": {"Rome"}})
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (0, r"helpers\.timeout_s: Input should be greater than 0"),
+        (-1, r"helpers\.timeout_s: Input should be greater than 0"),
+        (601, r"helpers\.timeout_s: Input should be less than or equal to 600"),
+        ("soon", r"helpers\.timeout_s: Input should be a valid number"),
+    ],
+)
+def test_the_helper_timeout_is_validated(task_dir, value, message):
+    path = edit(task_dir, lambda d: d["helpers"].update(timeout_s=value))
+    with pytest.raises(ConfigError, match=message) as err:
+        Task.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_misspelt_timeout_key_is_refused(task_dir):
+    path = edit(task_dir, lambda d: d["helpers"].update(timeout=2))
+    with pytest.raises(
+        ConfigError, match=r"helpers\.timeout: unknown key \(did you mean 'timeout_s'\?\)"
+    ):
+        Task.load(path)
+
+
+@pytest.mark.parametrize("name", ["../x", "..", ".", "/tmp/x", "a/b", "a\\b", "C:x", "a\nb"])
+def test_names_that_would_leave_runs_are_refused(task_dir, name):
+    path = edit(task_dir, lambda d: d.update(name=name))
+    with pytest.raises(ConfigError, match=r"task\.yaml: name: .*must be a plain folder name"):
+        Task.load(path)
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_name_is_refused(task_dir, name):
+    path = edit(task_dir, lambda d: d.update(name=name))
+    with pytest.raises(ConfigError, match=r"task\.yaml: name: .*must not be empty"):
+        Task.load(path)

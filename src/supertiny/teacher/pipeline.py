@@ -1,16 +1,20 @@
 """The prototype: a teacher LLM drives a function-call pipeline to the task's final call.
 
 Each step sends the conversation (teacher prompt, few-shot, input, earlier steps) with the
-helper and final tools. Helper calls really run (``Task.run_helper``) and their results go
-back to the model as ``tool`` messages; the first turn that names a final tool ends the
-pipeline with those calls (or a plain answer where the task allows one). Steps are bounded
-by ``teacher.max_steps`` and every step is kept in the trace.
+helper and final tools. Helper calls really run (``Task.run_helper``, in the task's helper
+process, each bounded by ``helpers.timeout_s``, in a thread so that the event loop and the
+other inputs' requests go on) and their results go back to the model as ``tool`` messages:
+a helper that raises or times out gives an ``error: ...`` result, which the teacher reads
+like any other. The first turn that names a final tool ends the pipeline with those calls
+(or a plain answer where the task allows one). Steps are bounded by ``teacher.max_steps``
+and every step, with its helper results, is kept in the trace.
 
 Exercised by ``supertiny label TASK.yaml`` (see ``teacher/label.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,14 +77,14 @@ def _assistant_message(
     return message
 
 
-def _run_helpers(
+async def _run_helpers(
     task: Task, calls: list[toolcalls.ToolCall], step: int
 ) -> tuple[list[dict], list[dict]]:
-    """Execute helper calls; return (tool messages for the model, trace entries)."""
+    """Execute helper calls in order, off the event loop; return (tool messages, trace entries)."""
     messages, results = [], []
     for index, call in enumerate(calls):
         try:
-            output = task.run_helper(call.name, call.arguments)
+            output = await asyncio.to_thread(task.run_helper, call.name, call.arguments)
             text, ok = json.dumps(output, ensure_ascii=False), True
         except ToolError as exc:
             text, ok = f"error: {exc}", False
@@ -170,7 +174,7 @@ async def run_pipeline(
             result.logprobs = completion.logprobs
             return result
         if helpers:
-            tool_messages, entry["tool_results"] = _run_helpers(task, helpers, step)
+            tool_messages, entry["tool_results"] = await _run_helpers(task, helpers, step)
             conversation = conversation + [
                 _assistant_message(helpers, parsed.content, step),
                 *tool_messages,
