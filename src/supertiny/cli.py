@@ -140,6 +140,41 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check that this machine can run the pipeline (llama.cpp, torch, models, disk).
+
+    Each check that loads native code runs in a child process, so a crash is caught and named.
+    --fix rebuilds llama-cpp-python for this CPU (never native, never AMX) and assembles the
+    bundled models; then run `supertiny doctor` again."""
+    from rich.table import Table
+
+    from supertiny import doctor
+
+    if args.fix:
+        doctor.fix()
+    checks = doctor.run_checks()
+    table = Table(title="supertiny doctor")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for check in checks:
+        status = f"[{colour[check.status]}]{check.status}[/]"
+        table.add_row(check.name, status, check.detail, check.fix if check.status != "ok" else "")
+    console.print(table)
+    failed = [check.name for check in checks if check.status == "fail"]
+    if failed:
+        console.print(
+            f"[red]{len(failed)} check(s) failed:[/] {', '.join(failed)}; run the fix shown"
+        )
+    return 1 if failed else 0
+
+
+def _add_doctor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fix", action="store_true", help="rebuild llama-cpp-python portably; assemble models"
+    )
+
+
 def _add_stage_arguments(
     parser: argparse.ArgumentParser,
     stage: str,
@@ -607,6 +642,7 @@ VERBS: dict[
     "demo": (cmd_demo, _add_demo),
     "serve": (cmd_serve, _add_serve),
     "models": (cmd_models, _add_models),
+    "doctor": (cmd_doctor, _add_doctor),
 }
 
 
@@ -670,12 +706,40 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         EvalError,
     ]
     try:
-        from supertiny.serve.process import ServerStartError
+        from supertiny.serve.process import ServerDied, ServerStartError
 
-        errors.append(ServerStartError)
+        errors += [ServerStartError, ServerDied]
     except ImportError:
         pass
     return tuple(errors)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, `docker stop`, a CI timeout, a job scheduler), raised in the main
+    thread so that it unwinds like Ctrl-C: every `with ServerProcess(...)` and `finally` runs."""
+
+
+OWN_SIGTERM = frozenset({"serve"})
+"""Verbs that handle SIGTERM themselves (`serve`: uvicorn's graceful shutdown)."""
+
+
+def _raise_on_sigterm() -> Callable[[], None]:
+    """Turn the first SIGTERM into `Terminated` (later ones are ignored, so the clean-up they
+    would cut short finishes); returns the function that puts the old handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # only the main thread may set signal handlers
+    received = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -691,10 +755,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # import-time notices of optional kernels this machine does not use
         for name in ("torchao", "torch.utils._pytree"):
             logging.getLogger(name).setLevel(logging.ERROR)
+    restore_sigterm = (lambda: None) if args.verb in OWN_SIGTERM else _raise_on_sigterm()
     try:
         return args.func(args)
     except _user_errors() as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        from rich.markup import escape  # a server's log tail may hold "[/]" or "[INFO]"
+
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except Exception as exc:
         if not _disk_full(exc):
@@ -706,12 +773,20 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
         return 2
+    except Terminated:
+        console.print(
+            "[yellow]terminated.[/] Every record written so far is kept; "
+            "run the same command again to continue where it stopped."
+        )
+        return 143
     except KeyboardInterrupt:
         console.print(
             "[yellow]interrupted.[/] Every record written so far is kept; "
             "run the same command again to continue where it stopped."
         )
         return 130
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":

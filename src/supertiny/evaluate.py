@@ -12,7 +12,9 @@ Each model is measured through the path it would be used by in production:
   ``supertiny serve --task TASK.yaml`` in a child process and asked over HTTP, one request at
   a time for accuracy and latency, then ``throughput_requests`` requests at ``concurrency``
   clients for requests per second. Calls are forced (``tool_choice`` "required") when the
-  task allows no plain answer, so decoding is constrained to valid calls.
+  task allows no plain answer, so decoding is constrained to valid calls. If that server
+  dies, the stage stops at once with ``ServerDied`` (how it ended, its log tail); the
+  answers written so far stay and a re-run continues.
 
 Per model: exact match, per-argument F1, validity, the Sim score, exact match per category
 (the test records' ``meta.category``), latency p50/p95/p99, requests/s, parameters and file
@@ -30,6 +32,7 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +161,13 @@ def _local_path(ref: str) -> Path:
 
 def run(task: Task, conf: EvalConfig, run_dir: str | Path, restart: bool = False) -> dict[str, str]:
     """Measure every model of ``conf`` on the task's gold test set into ``run_dir/eval``."""
+    with Run(run_dir) as the_run:  # the stage's lock lets go however the stage ends
+        return _run(the_run, task, conf, restart)
+
+
+def _run(the_run: Run, task: Task, conf: EvalConfig, restart: bool) -> dict[str, str]:
     from supertiny.transfer.data import test_records
 
-    the_run = Run(run_dir)
     entries = conf.models or default_lineup(the_run)
     if not entries:
         raise EvalError(
@@ -296,7 +303,7 @@ def local_answers(
                 ) as server,
                 httpx.Client(base_url=server.base_url, timeout=900.0) as http,
             ):
-                ask = _asker(http, task, conf)
+                ask = _asker(http, task, conf, server.check_alive)
                 with bar(len(todo), f"eval {target.name}: {len(records)} test inputs") as advance:
                     for record in todo:
                         log.append(ask(record))
@@ -314,8 +321,13 @@ def local_answers(
     return answers, throughput
 
 
-def _asker(http, task: Task, conf: EvalConfig):
-    """A function that asks the server one test record and returns its scored answer."""
+def _asker(http, task: Task, conf: EvalConfig, check_server: Callable[[], None]):
+    """A function that asks the server one test record and returns its scored answer.
+
+    On a connection error it calls ``check_server``, which raises ``ServerDied`` when the
+    server process has exited (otherwise the connection error goes up as it is)."""
+    import httpx
+
     choice = _tool_choice(task, conf)
 
     def ask(record: dict[str, Any]) -> dict[str, Any]:
@@ -328,7 +340,11 @@ def _asker(http, task: Task, conf: EvalConfig):
             "max_tokens": conf.max_tokens,
         }
         started = time.perf_counter()
-        response = http.post("/chat/completions", json=body)
+        try:
+            response = http.post("/chat/completions", json=body)
+        except httpx.TransportError:
+            check_server()
+            raise
         seconds = time.perf_counter() - started
         if response.status_code != 200:
             message = {"role": "assistant", "content": None}
@@ -362,9 +378,12 @@ def _throughput(ask, records: list[dict], conf: EvalConfig, name: str) -> dict[s
         len(sample), f"eval {name}: {len(sample)} requests at concurrency {conf.concurrency}"
     ) as advance:
         started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(conf.concurrency) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(conf.concurrency)
+        try:
             for _ in pool.map(ask, sample):
                 advance(1)
+        finally:  # on a failure or an interrupt, requests not yet sent are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
         seconds = time.perf_counter() - started
     return {
         "requests": len(sample),
@@ -415,8 +434,9 @@ def _rerun_teacher(task: Task, records: list[dict], folder: Path, run: Run):
     todo = [r for r in records if r["id"] not in log.ids]
 
     async def go() -> float:
-        with label._endpoint(lconf.teacher, folder / "teacher_server.log") as (url, model):
-            client = label._client(lconf.teacher, url, model, folder / "cache.sqlite")
+        endpoint = label._endpoint(lconf.teacher, folder / "teacher_server.log")
+        with endpoint as (url, model, check):
+            client = label._client(lconf.teacher, url, model, folder / "cache.sqlite", check)
             labeler = label.Labeler(task, lconf, client, None)
 
             def done(record, outcome, advance):

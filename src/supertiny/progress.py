@@ -75,6 +75,6 @@ def bar(total: int | None, description: str, enabled: bool = True) -> Iterator[C
 
 def warn(message: str, notes: list[str] | None = None) -> None:
     """Print a warning now and keep it in ``notes`` (a step's metrics carry them)."""
-    console.print(f"[yellow]warning:[/] {message}")
+    console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)  # paths stay whole
     if notes is not None:
         notes.append(message)

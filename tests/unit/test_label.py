@@ -2,6 +2,7 @@
 voting, the four artifacts and the report, and every fault (garbage, 500s, timeouts, a
 raising tool, a bad data line, a dead endpoint, Ctrl-C) with resume."""
 
+import asyncio
 import json
 import re
 import shutil
@@ -17,6 +18,8 @@ from tests.scripted_server import garbage, hang, ok, scripted_server, status, to
 from supertiny.runs import RunError, read_jsonl
 from supertiny.task import Task
 from supertiny.teacher import label
+from supertiny.teacher.client import TeacherClient
+from supertiny.teacher.pipeline import run_pipeline
 
 ASSETS = Path(__file__).parents[1] / "assets" / "tiny_task"
 NUMBERS = {"two": 2, "three": 3}
@@ -345,3 +348,76 @@ def test_llm_judge_rejects_labels_it_grades_low(task, tmp_path):
     )
     report = json.loads((out / "label_report.json").read_text())
     assert report["rejection_reasons"] == {"duplicate": 1, "judge": 1}
+
+
+def _hanging_task(tmp_path, timeout_s: float) -> Task:
+    """The tiny task whose find_city never returns for Atlantis."""
+    (tmp_path / "task" / "helpers.py").write_text(
+        "import time\n\n"
+        "def find_city(name):\n"
+        "    if name == 'Atlantis':\n"
+        "        time.sleep(3600)\n"
+        "    return {'city_id': name[:3].lower()}\n"
+    )
+    path = tmp_path / "task" / "task.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "  module: helpers.py", f"  timeout_s: {timeout_s}\n  module: helpers.py"
+        )
+    )
+    (tmp_path / "task" / "train.jsonl").write_text(
+        json.dumps(
+            {"id": "x1", "messages": [{"role": "user", "content": "table for 2 in Atlantis"}]}
+        )
+        + "\n"
+    )
+    return Task.load(path)
+
+
+def test_hanging_tool_times_out_and_the_teacher_gets_the_error(task, tmp_path):
+    hanging = _hanging_task(tmp_path, timeout_s=0.5)
+    started = time.monotonic()
+    with scripted_server(default=rule_teacher) as server:
+        label.run(hanging, config(server.url, test_limit=0, quality__samples=1), tmp_path / "run")
+    assert time.monotonic() - started < 30
+    record = read_jsonl(tmp_path / "run" / "label" / "labeled.jsonl")[0]
+    result = record["meta"]["trace"][0]["tool_results"][0]
+    assert result == {
+        "name": "find_city",
+        "arguments": {"name": "Atlantis"},
+        "ok": False,
+        "result": "error: helper find_city timed out after 0.5 s",
+    }
+    tool_message = server.requests[1]["messages"][-1]
+    assert tool_message["role"] == "tool"
+    assert tool_message["content"] == "error: helper find_city timed out after 0.5 s"
+    assert record["label"]["tool_calls"] == [
+        {"name": "no_action", "arguments": {"reason": "unsupported"}}
+    ]
+
+
+def test_a_hanging_tool_does_not_block_the_event_loop(task, tmp_path):
+    """While a helper hangs (1 s, then its timeout), the loop keeps running other work."""
+    hanging = _hanging_task(tmp_path, timeout_s=1.0)
+    messages = [{"role": "user", "content": "table for 2 in Atlantis"}]
+
+    async def pipeline_and_ticks(url: str):
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        async with TeacherClient(url, "scripted", max_retries=0) as client:
+            result = await run_pipeline(client, hanging, messages)
+        ticker.cancel()
+        return result, ticks
+
+    with scripted_server(default=rule_teacher) as server:
+        result, ticks = asyncio.run(pipeline_and_ticks(server.url))
+    assert result.ok and result.calls[0].name == "no_action"
+    assert "timed out after 1 s" in result.trace[0]["tool_results"][0]["result"]
+    assert ticks >= 5  # a helper run on the loop itself would leave it at 0 or 1

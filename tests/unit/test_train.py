@@ -19,7 +19,11 @@ from supertiny.transfer import data, train  # noqa: E402
 from supertiny.transfer import student as st  # noqa: E402
 from supertiny.transfer.kd import _align, endpoint_topk  # noqa: E402
 from supertiny.transfer.train_config import load_config  # noqa: E402
-from supertiny.transfer.trainers import StepContext, TrainingError  # noqa: E402
+from supertiny.transfer.trainers import (  # noqa: E402
+    StepContext,
+    TrainingError,
+    last_complete_checkpoint,
+)
 
 TASK = Path("tests/assets/tiny_task/task.yaml")
 
@@ -317,13 +321,101 @@ def test_a_step_interrupted_after_a_checkpoint_resumes_from_it(models, task, run
     monkeypatch.undo()
     step_dir = run_dir / "train" / "01-sft"
     # what a crash after the last checkpoint leaves behind: checkpoints, no model, no step.json
-    assert list((step_dir / "checkpoints").glob("checkpoint-*"))
+    (last,) = (step_dir / "checkpoints").glob("checkpoint-*")
     shutil.rmtree(step_dir / "model")
+    # and a newer checkpoint whose save was cut short before its trainer_state.json
+    torn = step_dir / "checkpoints" / "checkpoint-8"
+    shutil.copytree(last, torn)
+    (torn / "trainer_state.json").unlink()
     train.run(task, conf(models, [sft]), run_dir)
     assert not (step_dir / "checkpoints").exists()  # a finished step keeps only its model
     metrics = json.loads((step_dir / "metrics.json").read_text())
-    assert any("resuming from" in note for note in metrics["notes"])
+    assert f"resuming from {last}" in metrics["notes"]
+    (aside,) = step_dir.glob("checkpoint-8.incomplete-*")  # set aside, not deleted
+    assert any(f"{torn} is incomplete (no trainer_state.json" in n for n in metrics["notes"])
+    assert (aside / "optimizer.pt").is_file()
     assert metrics["optimizer_steps"] == 6 and (step_dir / "model" / "config.json").is_file()
+
+
+def fake_checkpoint(folder: Path, weights: str = "model.safetensors") -> Path:
+    """A checkpoint as the Trainer saves one: weights, optimizer, and trainer_state.json last."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    tensors = {"w": torch.ones(4, 4), "b": torch.zeros(4)}
+    if weights.endswith(".safetensors"):
+        save_file(tensors, str(folder / weights))
+    else:
+        torch.save(tensors, folder / weights)
+    torch.save({"state": {}}, folder / "optimizer.pt")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda c: (c / "trainer_state.json").unlink(), "no trainer_state.json"),
+        (lambda c: (c / "model.safetensors").unlink(), "no model or adapter weights"),
+        (lambda c: (c / "trainer_state.json").write_text('{"global_st'), "trainer_state.json: not"),
+        (lambda c: truncate(c / "model.safetensors", 180), "model.safetensors: 180 bytes"),
+        (lambda c: truncate(c / "model.safetensors", 5), "model.safetensors: cut short"),
+        (lambda c: truncate(c / "optimizer.pt", 100), "optimizer.pt: not a whole torch file"),
+    ],
+)
+def test_resume_skips_an_incomplete_checkpoint_for_the_last_complete_one(tmp_path, damage, reason):
+    checkpoints = tmp_path / "01-sft" / "checkpoints"
+    complete = fake_checkpoint(checkpoints / "checkpoint-2")
+    newer = fake_checkpoint(checkpoints / "checkpoint-4", weights="adapter_model.bin")
+    damage(fake_checkpoint(checkpoints / "checkpoint-6"))
+    warnings = []
+    assert last_complete_checkpoint(checkpoints, warnings.append) == str(newer)
+    (aside,) = (tmp_path / "01-sft").glob("checkpoint-6.incomplete-*")
+    assert (aside / "optimizer.pt").is_file()  # moved whole, nothing deleted
+    (warning,) = warnings
+    assert warning.startswith(f"{checkpoints / 'checkpoint-6'} is incomplete ({reason}")
+    assert warning.endswith(f"set aside as {aside}")
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert complete.is_dir()
+
+
+def test_resume_starts_over_when_no_checkpoint_is_complete(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    (fake_checkpoint(checkpoints / "checkpoint-2") / "trainer_state.json").unlink()
+    assert last_complete_checkpoint(checkpoints, lambda message: None) is None
+    assert last_complete_checkpoint(tmp_path / "none", lambda message: None) is None
+    assert sorted(p.name.split(".")[0] for p in tmp_path.iterdir()) == [
+        "checkpoint-2",
+        "checkpoints",
+    ]
+
+
+def truncate(path: Path, size: int) -> None:
+    with path.open("r+b") as handle:
+        handle.truncate(size)
+
+
+def test_an_interrupted_kd_step_reads_its_teacher_cache_back(models, task, run_dir, monkeypatch):
+    """The cached teacher top-k is plain tensors, ints and dicts: the resumed step reads it
+    with ``torch.load(weights_only=True)`` instead of loading the teacher again."""
+    steps = [{"kind": "kd", "teacher": str(models["teacher"]), "epochs": 1, "top_k": 8}]
+
+    def crash(step_dir, info):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "finish_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(task, conf(models, steps), run_dir)
+    monkeypatch.undo()
+    step_dir = run_dir / "train" / "01-kd"
+    saved = torch.load(step_dir / "teacher_topk.pt", weights_only=True)
+    first = saved["t1"]
+    assert isinstance(first["t_start"], int) and first["t_ids"].dtype == torch.int32
+    assert first["t_ids"].shape == first["t_logprobs"].shape and first["t_ids"].shape[1] == 8
+    assert not list(step_dir.glob("*.tmp"))
+    train.run(task, conf(models, steps), run_dir)
+    metrics = json.loads((step_dir / "metrics.json").read_text())
+    assert metrics["cached"] is True and metrics["kd_last"] is not None
 
 
 def test_new_labels_retrain(models, task, run_dir):

@@ -109,7 +109,13 @@ def _labels(conf: CompressConfig, run_dir: Path, task: Task) -> list[dict[str, A
 def run(task: Task, conf: CompressConfig, run_dir: Path, restart: bool = False) -> dict[str, str]:
     """Compress the model through the configured steps; returns the stage's artifacts."""
     require_extra()
-    run = Run(run_dir)
+    with Run(run_dir) as the_run:  # the stage's lock lets go however the stage ends
+        return _run(the_run, task, conf, Path(run_dir), restart)
+
+
+def _run(
+    run: Run, task: Task, conf: CompressConfig, run_dir: Path, restart: bool
+) -> dict[str, str]:
     source_name = source_model(conf, run)
     source = Path(st.model_dir(source_name))
     stage_dir = run.begin(STAGE, conf.model_dump(mode="json"), restart=restart, check=False)

@@ -5,7 +5,11 @@
 
 - `server.py`: `serve()` (blocking; what the CLI verb calls) and the `BACKENDS` registry;
 - `app.py`: the HTTP layer (`POST /v1/chat/completions`, `GET /v1/models`, `GET /health`,
-  `GET /metrics`); `metrics.py`: its Prometheus counters;
+  `GET /metrics`); `chat.py`: the chat route's flow; `errors.py`: OpenAI-style errors;
+  `metrics.py`: its Prometheus counters;
+- `limits.py`: `Limits`, what one request may ask for and how many run at once;
+  `admission.py`: the bounded running set and queue, deadlines, stopping generations whose
+  client has gone; `auth.py`: the Bearer API key;
 - `protocol.py`: the request model and its normalisation for chat templates;
 - `profile.py`: a task's student prompt format, applied to requests (`--task`);
 - `responses.py`: generated text -> OpenAI `chat.completion` objects and chunks;

@@ -5,24 +5,37 @@
          -d '{"model": "student", "messages": [{"role": "user", "content": "hi"}]}'
 
 Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`,
-`GET /health` (`{"status": "ok"}`; the app exists only once the model is loaded),
-`GET /metrics` (Prometheus text: requests by route and status, latency histogram,
-requests in flight, prompt and completion tokens; see `serve/metrics.py`).
+`GET /health` (`{"status": "ok"}`; the app exists only once the model is loaded; 503
+`{"status": "failed", "reason": ...}` once the backend broke, see below), `GET /metrics`
+(Prometheus text: requests by route and status, latency, requests in flight, running,
+waiting, refused and stopped, prompt and completion tokens; see `serve/metrics.py`).
 
-What the app does for every backend (`serve/backend.py`):
-- validates the body (`serve/protocol.py`); errors are OpenAI-style
-  `{"error": {"message", "type", "param", "code"}}` bodies: 400 for malformed JSON,
-  an invalid field or a prompt longer than the context (code
-  `context_length_exceeded`), 404 for an unknown route or, with `strict_model`, a
-  model name other than the served one (by default any name is accepted, because
-  every OpenAI client sends one and the server has one model), 500 for a backend
-  failure (logged; the server stays up);
-- runs the blocking backend in a worker thread, so `/health` answers while a
-  generation runs (the backend serialises generations itself);
-- parses tool calls out of the generated text with `supertiny.toolcalls.parse`
-  when the request has tools (and `tool_choice` is not "none"): calls become
-  `message.tool_calls` (arguments as a JSON string), leftover text the `content`,
-  and `finish_reason` is "tool_calls" (unless the output was cut: "length");
+What the app does for every backend (`serve/backend.py`), in order (the steps of the chat
+route are `ChatService` in `serve/chat.py`):
+- with an API key (`api_key`, `serve/auth.py`), a request without `Authorization: Bearer KEY`
+  is a 401 (`/health` and `/metrics` stay open);
+- the body is read up to `limits.max_body_bytes` and then validated (`serve/protocol.py`) and
+  held to the other `Limits` (`serve/limits.py`: messages, tools, schema size, depth and
+  repetition bounds), in a worker thread, so that `/health` stays prompt. Errors are
+  OpenAI-style `{"error": {"message", "type", "param", "code"}}` bodies: 400 for malformed
+  JSON, an invalid field, a request over a limit (code: the limit's name, e.g.
+  "max_schema_repeat") or a prompt longer than the context (code `context_length_exceeded`),
+  404 for an unknown route or, with `strict_model`, a model name other than the served one
+  (by default any name is accepted, because every OpenAI client sends one and the server has
+  one model), 500 for a backend failure (logged; the server stays up);
+- admission (`serve/admission.py`): `limits.max_concurrency` requests run at once, up to
+  `limits.max_queue` wait, any more is a 429 with `Retry-After` (code "max_queue"); a
+  request not answered within `limits.request_timeout_s` of its arrival is stopped and
+  answered 504 (code "request_timeout_s"); a client that hangs up, while its request waits or
+  while it generates, streamed or not, stops its generation at the next token;
+- the blocking backend runs in worker threads, so `/health` answers while a generation runs;
+- a `BackendFailure` (the runtime broke: a llama.cpp decode error, a torch forward failure)
+  is a 503 (code "backend_failed"), marks the server failed for `/health`, and every later
+  request is refused with the same 503: restart the server;
+- tool calls are parsed out of the generated text with `supertiny.toolcalls.parse` when the
+  request has tools (and `tool_choice` is not "none"): calls become `message.tool_calls`
+  (arguments as a JSON string), leftover text the `content`, and `finish_reason` is
+  "tool_calls" (unless the output was cut: "length");
 - `max_tokens` (or `max_completion_tokens`) above the context is a 400; below it but
   beyond what the prompt leaves free, the completion is cut at the end of the
   context (`finish_reason` "length"), as llama.cpp's own server does;
@@ -35,84 +48,27 @@ What the app does for every backend (`serve/backend.py`):
 - `stream: true` sends `chat.completion.chunk` server-sent events. Without tools,
   content arrives token by token. With tools, the whole answer is sent in one delta
   at the end (the parser needs the complete text to tell a call from content).
-  `stream_options.include_usage` adds a final usage chunk. A client that hangs up
-  stops the generation.
+  `stream_options.include_usage` adds a final usage chunk. Once streaming has started the
+  status is 200, so a failure or a passed deadline arrives as a last `{"error": ...}` event.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import threading
+import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import JSONResponse, Response
 
-from supertiny.serve.backend import (
-    Backend,
-    ChatRequest,
-    ContextLengthError,
-    Generation,
-    PromptError,
-)
-from supertiny.serve.metrics import Metrics
+from supertiny.serve.auth import BearerAuth
+from supertiny.serve.backend import Backend
+from supertiny.serve.chat import ChatService
+from supertiny.serve.errors import install_error_handlers, unknown_model
+from supertiny.serve.limits import DEFAULT_LIMITS, Limits
+from supertiny.serve.metrics import Metrics, MetricsMiddleware
 from supertiny.serve.profile import TaskProfile
-from supertiny.serve.protocol import (
-    FIELD_NAMES,
-    ChatCompletionRequest,
-    RequestError,
-    to_backend_request,
-)
-from supertiny.serve.responses import (
-    Meta,
-    assistant_message,
-    choice_delta,
-    chunk,
-    completion_body,
-    finish_reason,
-    usage,
-)
-
-log = logging.getLogger(__name__)
-
-
-class APIError(Exception):
-    """An error answered with an OpenAI-style body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = (
-            status,
-            message,
-            type,
-            param,
-            code,
-        )
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
 
 
 def create_app(
@@ -121,21 +77,32 @@ def create_app(
     *,
     strict_model: bool = False,
     profile: TaskProfile | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving `backend` under the model id `model_name`; with `profile`,
-    every request is rewritten into a task's student format (`serve/profile.py`)."""
-    app = FastAPI(title="supertiny serve", docs_url=None, redoc_url=None)
-    created = int(time.time())
+    every request is rewritten into a task's student format (`serve/profile.py`); `limits`
+    bound what it admits (`serve/limits.py`); with `api_key`, `/v1/*` needs that Bearer key."""
     metrics = Metrics(model_name, backend.name)
-    _install_error_handlers(app)
+    chats = ChatService(backend, model_name, limits, metrics, strict_model, profile)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        return await metrics.observe(request, call_next)
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        chats.admission.close()
+
+    app = FastAPI(title="supertiny serve", docs_url=None, redoc_url=None, lifespan=lifespan)
+    created = int(time.time())
+    install_error_handlers(app)
+    if api_key:
+        app.add_middleware(BearerAuth, key=api_key)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 401s too
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Response:
+        if chats.failure is not None:
+            return JSONResponse({"status": "failed", "reason": chats.failure}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -151,200 +118,11 @@ def create_app(
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> dict[str, Any]:
         if model_id != model_name:
-            raise _unknown_model(model_id, model_name)
+            raise unknown_model(model_id, model_name)
         return model_card()
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
-        if strict_model and body.model not in (None, model_name):
-            raise _unknown_model(body.model, model_name)
-        request = _backend_request(body, backend.n_ctx)
-        if profile is not None:
-            request = profile.apply(request, tool_choice_given=body.tool_choice is not None)
-        meta = Meta(model=model_name)
-        if body.stream:
-            # Check the prompt length now: once streaming starts, the status is 200.
-            prompt_tokens = await _call(backend.count_tokens, request.messages, request.tools)
-            if prompt_tokens >= backend.n_ctx:
-                raise _context_error(ContextLengthError(prompt_tokens, backend.n_ctx))
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
-                _stream(backend, request, body.n, meta, include_usage, metrics),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        generations = [await _call(backend.chat, _nth(request, i)) for i in range(body.n)]
-        metrics.tokens(generations)
-        return completion_body(meta, generations, tools_active=request.tools is not None)
+    async def chat_completions(http: Request) -> Any:
+        return await chats.answer(http)
 
     return app
-
-
-# ---- streaming --------------------------------------------------------------------------
-
-
-async def _stream(
-    backend: Backend,
-    request: ChatRequest,
-    n: int,
-    meta: Meta,
-    include_usage: bool,
-    metrics: Metrics,
-) -> AsyncIterator[str]:
-    """Server-sent events for `n` choices, generated one after the other."""
-    tools_active = request.tools is not None
-    wants_logprobs = request.params.logprobs
-    loop = asyncio.get_running_loop()
-    cancel = threading.Event()
-    generations: list[Generation] = []
-    try:
-        for index in range(n):
-            yield chunk(meta, [choice_delta(index, {"role": "assistant", "content": ""})])
-            queue: asyncio.Queue = asyncio.Queue()
-
-            def on_delta(text: str, logprobs: list, queue: asyncio.Queue = queue) -> bool:
-                loop.call_soon_threadsafe(queue.put_nowait, (text, logprobs))
-                return not cancel.is_set()
-
-            future = loop.run_in_executor(
-                None, backend.chat, _nth(request, index), None if tools_active else on_delta
-            )
-            future.add_done_callback(lambda _, queue=queue: queue.put_nowait(None))
-            while (item := await queue.get()) is not None:
-                text, logprobs = item
-                yield chunk(
-                    meta,
-                    [choice_delta(index, {"content": text}, logprobs if wants_logprobs else None)],
-                )
-            try:
-                gen = future.result()
-            except Exception as exc:  # the status is already 200: report in the stream
-                yield f"data: {json.dumps(_error_for(exc).body())}\n\n"
-                return
-            generations.append(gen)
-            message = assistant_message(gen.text, tools_active)
-            if tools_active:
-                delta = {"content": message["content"]}
-                if message.get("tool_calls"):
-                    delta["tool_calls"] = [
-                        {"index": i, **call} for i, call in enumerate(message["tool_calls"])
-                    ]
-                yield chunk(meta, [choice_delta(index, delta, gen.logprobs)])
-            yield chunk(
-                meta, [choice_delta(index, {}, finish=finish_reason(gen.finish_reason, message))]
-            )
-        metrics.tokens(generations)
-        if include_usage:
-            yield chunk(meta, [], usage(generations))
-        yield "data: [DONE]\n\n"
-    finally:
-        cancel.set()
-
-
-# ---- helpers ----------------------------------------------------------------------------
-
-
-async def _call(fn, *args):
-    """Run a blocking backend call in a worker thread, mapping its errors to API errors."""
-    try:
-        return await run_in_threadpool(fn, *args)
-    except Exception as exc:
-        raise _error_for(exc) from exc
-
-
-def _error_for(exc: Exception) -> APIError:
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, ContextLengthError):
-        return _context_error(exc)
-    if isinstance(exc, PromptError):
-        return APIError(400, str(exc), param="messages")
-    log.exception("backend failure", exc_info=exc)
-    return APIError(500, f"backend failure: {type(exc).__name__}: {exc}", "server_error")
-
-
-def _context_error(exc: ContextLengthError) -> APIError:
-    return APIError(400, str(exc), param="messages", code="context_length_exceeded")
-
-
-def _unknown_model(name: str | None, served: str) -> APIError:
-    return APIError(
-        404,
-        f"the model '{name}' does not exist; this server serves '{served}'",
-        param="model",
-        code="model_not_found",
-    )
-
-
-def _backend_request(body: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
-    try:
-        return to_backend_request(body, n_ctx)
-    except RequestError as exc:
-        raise APIError(400, exc.message, param=exc.param, code=exc.code) from exc
-
-
-def _nth(request: ChatRequest, index: int) -> ChatRequest:
-    """The request for choice `index`: a different seed per choice when one is given."""
-    seed = request.params.seed
-    if index == 0 or seed is None:
-        return request
-    return replace(request, params=replace(request.params, seed=seed + index))
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(_validation_error(exc.errors()).body(), status_code=400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(
-            APIError(exc.status_code, str(exc.detail), kind).body(), status_code=exc.status_code
-        )
-
-    @app.exception_handler(Exception)
-    async def server_error(_: Request, exc: Exception) -> JSONResponse:
-        error = _error_for(exc)
-        return JSONResponse(error.body(), status_code=error.status)
-
-
-def _validation_error(errors: list[dict]) -> APIError:
-    """One 400 naming the first invalid field (e.g. `max_tokens`, `messages[0].role`)."""
-    if not errors:
-        return APIError(400, "invalid request body")
-    first = errors[0]
-    if first.get("type") == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error") or first.get("msg")
-        return APIError(400, f"malformed JSON body: {detail}", code="invalid_json")
-    loc = [p for p in first.get("loc", ()) if p != "body"]
-    param = _param(loc) or None
-    if first.get("type") == "missing" and param:
-        message = f"missing required field '{param}'"
-    elif param:
-        message = f"invalid '{param}': {first.get('msg')}"
-    else:
-        message = f"invalid request body: {first.get('msg')}"
-    more = len(errors) - 1
-    if more:
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
-    return APIError(400, message, param=param)
-
-
-def _param(loc: list) -> str:
-    """`["messages", 0, "role"]` -> "messages[0].role"; stops at pydantic's union tags."""
-    out = ""
-    for part in loc:
-        if not isinstance(part, int) and part not in FIELD_NAMES:
-            break
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif out:
-            out += f".{part}"
-        else:
-            out = str(part)
-    return out

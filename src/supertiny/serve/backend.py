@@ -45,6 +45,14 @@ class PromptError(ValueError):
     """The chat template refused the conversation (e.g. roles in an order it forbids)."""
 
 
+class BackendFailure(RuntimeError):
+    """The model runtime itself failed in a way that leaves it unusable (llama.cpp's decode
+    returned an error, the torch model's forward pass raised, its scheduler thread is gone).
+    The server then reports itself failed (`/health` answers 503 with this message) and refuses
+    further requests: restart it. A request the backend refuses (`ContextLengthError`,
+    `PromptError`) or a failure confined to one request (its grammar, its callback) is not one."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to sample. Defaults are the OpenAI API's: plain temperature + top-p."""
@@ -110,7 +118,9 @@ class Backend(Protocol):
 
     def chat(self, request: ChatRequest, on_delta: DeltaCallback | None = None) -> Generation:
         """Generate one completion; raise `ContextLengthError` or `PromptError` on a
-        request that cannot be served. `on_delta` streams the text as it comes."""
+        request that cannot be served, `BackendFailure` when the model runtime broke.
+        `on_delta` streams the text as it comes; when it returns False, stop soon (the HTTP
+        layer passes one to every request, to stop a generation whose client has gone)."""
         ...
 
     def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict] | None = None) -> int:

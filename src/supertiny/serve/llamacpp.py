@@ -24,7 +24,15 @@ evaluates only the tokens after the longest common prefix, so the long system pr
 (with the tool schemas) that every teacher request shares is evaluated once. The
 number of reused tokens is reported as `usage.prompt_tokens_details.cached_tokens`.
 
-llama.cpp is not thread-safe: every use of the model holds `self._lock`.
+llama.cpp is not thread-safe: every use of the model holds `self._lock`, so this backend
+runs one generation at a time (`supertiny serve` admits one request at a time to it).
+
+Failures: an exception out of llama.cpp's token loop (`Llama.generate`: `llama_decode`
+returned an error, which leaves the KV cache in an unknown state) is raised as
+`BackendFailure`, which marks the server failed (`/health` answers 503). A grammar llama.cpp
+cannot parse is checked before it is used (`_check_grammar`), and the request limits of
+`serve/limits.py` keep grammars small enough to build (a `maxLength` of 100,000,000 once
+crashed the process while its grammar was parsed).
 
 Seeds: the same seed and the same cache state give the same sample. A prompt
 evaluated cold and the same prompt reusing the cache can differ in the last bits of
@@ -44,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from supertiny.serve.backend import (
+    BackendFailure,
     ChatRequest,
     ContextLengthError,
     DeltaCallback,
@@ -315,7 +324,7 @@ class LlamaCppBackend:
             grammar=grammar,
         )
         try:
-            for token in tokens:
+            for token in _native(tokens):
                 if self._lib.llama_vocab_is_eog(self._vocab, token):
                     finish = "stop"
                     break
@@ -391,3 +400,17 @@ class LlamaCppBackend:
     def _check_open(self) -> None:
         if self._llm is None:
             raise RuntimeError("the llama.cpp backend is closed")
+
+
+def _native(tokens):
+    """The tokens of `Llama.generate`, with any exception llama.cpp raises while decoding or
+    sampling them as `BackendFailure` (the caller's own errors, raised between tokens, are
+    not touched)."""
+    while True:
+        try:
+            token = next(tokens)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - llama_decode and sampling errors
+            raise BackendFailure(f"llama.cpp failed while generating: {exc}") from exc
+        yield token

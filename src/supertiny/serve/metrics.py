@@ -8,15 +8,24 @@ apps). Series, all labelled with the served `model` and `backend`:
 - `supertiny_requests_total{route, status}`: finished HTTP requests;
 - `supertiny_request_seconds{route}`: their latency (histogram; a streamed response is timed
   until its headers are sent, its generation by the token counters);
-- `supertiny_requests_in_flight`: requests being answered now;
+- `supertiny_requests_in_flight`: HTTP requests being answered now (a stream until its end);
+- `supertiny_requests_running`, `supertiny_requests_waiting`: chat requests holding an
+  admission place, and waiting for one (`serve/admission.py`; the names are vLLM's);
+- `supertiny_requests_refused_total{reason}`: chat requests refused before they ran:
+  "queue_full" (429) or "backend_failed" (503);
+- `supertiny_requests_stopped_total{reason}`: generations stopped early: "disconnected" (the
+  client hung up) or "timeout" (the request's deadline passed);
 - `supertiny_prompt_tokens_total`, `supertiny_completion_tokens_total`: tokens of finished
   chat completions.
+
+`MetricsMiddleware` is plain ASGI (not Starlette's `BaseHTTPMiddleware`, which buffers the
+stream and hides a client's disconnect from the app).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -54,6 +63,30 @@ class Metrics:
             names,
             registry=self.registry,
         ).labels(**labels)
+        self.running = Gauge(
+            "supertiny_requests_running",
+            "Chat requests holding an admission place (generating).",
+            names,
+            registry=self.registry,
+        ).labels(**labels)
+        self.waiting = Gauge(
+            "supertiny_requests_waiting",
+            "Chat requests waiting for an admission place.",
+            names,
+            registry=self.registry,
+        ).labels(**labels)
+        self._refused = Counter(
+            "supertiny_requests_refused",
+            "Chat requests refused before they ran (queue_full: 429, backend_failed: 503).",
+            [*names, "reason"],
+            registry=self.registry,
+        )
+        self._stopped = Counter(
+            "supertiny_requests_stopped",
+            "Generations stopped early (disconnected: the client hung up; timeout).",
+            [*names, "reason"],
+            registry=self.registry,
+        )
         self.prompt_tokens = Counter(
             "supertiny_prompt_tokens",
             "Prompt tokens of chat completions.",
@@ -67,20 +100,16 @@ class Metrics:
             registry=self.registry,
         ).labels(**labels)
 
-    async def observe(self, request: Any, call_next: Any) -> Any:
-        """Starlette middleware body: time and count one request."""
-        route = _route(request.url.path)
-        started = time.perf_counter()
-        self.in_flight.inc()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            self.in_flight.dec()
-            self.latency.labels(**self._labels, route=route).observe(time.perf_counter() - started)
-            self.requests.labels(**self._labels, route=route, status=str(status)).inc()
+    def admission(self, running: int, waiting: int) -> None:
+        """The admission counts now (called by `serve/admission.py` on every change)."""
+        self.running.set(running)
+        self.waiting.set(waiting)
+
+    def refused(self, reason: Literal["queue_full", "backend_failed"]) -> None:
+        self._refused.labels(**self._labels, reason=reason).inc()
+
+    def stopped(self, reason: Literal["disconnected", "timeout"]) -> None:
+        self._stopped.labels(**self._labels, reason=reason).inc()
 
     def tokens(self, generations: list[Any]) -> None:
         """Count the tokens of finished generations."""
@@ -89,6 +118,39 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """ASGI middleware: time and count every HTTP request into `metrics`."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        metrics, route = self.metrics, _route(scope["path"])
+        labels = {**metrics._labels, "route": route}
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def send_timed(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                metrics.latency.labels(**labels).observe(time.perf_counter() - started)
+            await send(message)
+
+        metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_timed)
+        finally:
+            metrics.in_flight.dec()
+            if status is None:  # an exception before any answer: the outer layer sends a 500
+                status = 500
+                metrics.latency.labels(**labels).observe(time.perf_counter() - started)
+            metrics.requests.labels(**labels, status=str(status)).inc()
 
 
 def _route(path: str) -> str:

@@ -13,6 +13,10 @@ known fields are checked, and a bad one is answered with a 400 naming it.
   with `| tojson`, which would otherwise print a quoted string inside the call;
 - `tool_choice: "none"` drops the tools from the prompt.
 
+Before any of that, the request is held to the server's `Limits` (`serve/limits.py`): the
+number of messages and tools, and the size, depth and repetition bounds of every schema in it,
+so that nothing (not even the JSON-schema check) walks a schema that is too large.
+
 Exercised by `python -m pytest tests/unit/test_serve.py -q`.
 """
 
@@ -24,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from supertiny.serve.backend import ChatRequest, SamplingParams
+from supertiny.serve.limits import DEFAULT_LIMITS, Limits, check_counts, check_schema
 
 MAX_N = 16
 """Most choices one request may ask for (each is a full generation)."""
@@ -152,11 +157,15 @@ FIELD_NAMES = frozenset(
 """Every field name in the request models: what an error may name as its `param`."""
 
 
-def to_backend_request(req: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
+def to_backend_request(
+    req: ChatCompletionRequest, n_ctx: int, limits: Limits = DEFAULT_LIMITS
+) -> ChatRequest:
     """Check what pydantic cannot and build the backend's `ChatRequest`.
 
-    Raises `RequestError` (-> HTTP 400) naming the offending field.
+    Raises `LimitError` for a request over `limits`, else `RequestError` (both -> HTTP 400)
+    naming the offending field.
     """
+    check_limits(req, limits)
     limit = req.token_limit()
     if limit is not None and limit > n_ctx:
         param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
@@ -194,6 +203,17 @@ def to_backend_request(req: ChatCompletionRequest, n_ctx: int) -> ChatRequest:
         params=params,
         response_format=response_format,
     )
+
+
+def check_limits(req: ChatCompletionRequest, limits: Limits) -> None:
+    """`LimitError` if `req` has too many messages or tools, or a schema over the limits (all
+    the tools it sends are checked, also under `tool_choice` "none")."""
+    check_counts(limits, len(req.messages), len(req.tools or ()))
+    for index, tool in enumerate(req.tools or ()):
+        check_schema(limits, tool.function.parameters, f"tools[{index}].function.parameters")
+    spec = (req.response_format or {}).get("json_schema")
+    if isinstance(spec, dict):
+        check_schema(limits, spec.get("schema"), "response_format.json_schema.schema")
 
 
 def _check_schema(schema: Any, param: str) -> None:

@@ -5,17 +5,30 @@
 
 `serve()` loads the model with the backend named in `BACKENDS` (by default a checkpoint
 folder goes to the torch backend, and a GGUF path or a bundled alias such as "teacher" or
-"student", resolved by `supertiny.models.resolve_gguf`, to llama.cpp), and runs the app of `serve/app.py` under uvicorn until interrupted
-(Ctrl-C or SIGTERM), then frees the model.
+"student", resolved by `supertiny.models.resolve_gguf`, to llama.cpp), and runs the app of
+`serve/app.py` under uvicorn until interrupted (Ctrl-C or SIGTERM), then frees the model.
+
+Limits and the key (`serve/limits.py`, `serve/auth.py`):
+
+    supertiny serve --model student --api-key "$KEY" --max-queue 16 --request-timeout 120
+
+`limits_from_args` turns the options into one `Limits`; `--max-concurrency` defaults to what
+the backend runs at once (`default_concurrency`: 1 for llama.cpp, `--max-batch-size` for
+torch). The key comes from `--api-key`, else from the environment variable
+`SUPERTINY_API_KEY` (so that it need not show in `ps`); it is never logged.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from supertiny.serve.auth import ENV_VAR
+from supertiny.serve.limits import Limits
 
 BACKENDS: dict[str, str] = {
     "llamacpp": "supertiny.serve.llamacpp:LlamaCppBackend",
@@ -33,10 +46,19 @@ def backend_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def pick_backend(model: str) -> str:
-    """The backend for `model`: "torch" for a folder (a transformers or torchao checkpoint),
-    "llamacpp" for a GGUF file or a bundled alias."""
+def pick_backend(model: str, backend: str = "auto") -> str:
+    """The backend for `model`: `backend` unless it is "auto"; then "torch" for a folder (a
+    transformers or torchao checkpoint), "llamacpp" for a GGUF file or a bundled alias."""
+    if backend != "auto":
+        return backend
     return "torch" if Path(model).expanduser().is_dir() else "llamacpp"
+
+
+def default_concurrency(backend: str, max_batch_size: int = 8) -> int:
+    """Requests to run at once on `backend`: what it really runs together. llama.cpp holds one
+    lock per generation (more admitted requests would only queue on it, each holding a thread);
+    the torch backend decodes up to `max_batch_size` requests in one batch."""
+    return max(1, max_batch_size) if backend == "torch" else 1
 
 
 def load_backend(
@@ -45,7 +67,7 @@ def load_backend(
     """Resolve `model` (alias, GGUF path or checkpoint folder) and load it into a backend."""
     from supertiny.models import resolve_gguf
 
-    name = pick_backend(model) if backend == "auto" else backend
+    name = pick_backend(model, backend)
     cls = backend_class(name)
     path = Path(model).expanduser() if name == "torch" else resolve_gguf(model)
     return cls(path, n_ctx=n_ctx, n_threads=n_threads, **options)
@@ -68,6 +90,8 @@ def serve(
     strict_model: bool = False,
     task: str | None = None,
     max_batch_size: int = 8,
+    limits: Limits | None = None,
+    api_key: str | None = None,
 ) -> None:
     """Serve `model` on an OpenAI-compatible endpoint at http://HOST:PORT/v1 (blocks).
 
@@ -80,6 +104,8 @@ def serve(
     strict_model: answer 404 to a request naming another model (default: accept any).
     task: a task file; requests are rewritten into its student prompt (`serve/profile.py`).
     max_batch_size: most concurrent requests the torch backend decodes together.
+    limits: what the server admits (default: `Limits` with `default_concurrency`).
+    api_key: the Bearer key every `/v1/*` request must send (default: none needed).
     """
     import uvicorn
 
@@ -89,14 +115,26 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     log = logging.getLogger(__name__)
     profile = TaskProfile.load(task) if task else None
-    chosen = pick_backend(model) if backend == "auto" else backend
+    chosen = pick_backend(model, backend)
+    limits = limits or Limits(max_concurrency=default_concurrency(chosen, max_batch_size))
     options = {"max_batch_size": max_batch_size} if chosen == "torch" else {}
     engine = load_backend(model, backend=chosen, n_ctx=n_ctx, n_threads=n_threads, **options)
     served = name or default_name(model)
     log.info("loaded %s (%s backend, context %d) as '%s'", model, chosen, engine.n_ctx, served)
     if profile is not None:
         log.info("requests use the student prompt of %s", task)
-    app = create_app(engine, served, strict_model=strict_model, profile=profile)
+    log.info(
+        "%d request(s) at once, %d more may wait; %s; %s",
+        limits.max_concurrency,
+        limits.max_queue,
+        f"{limits.request_timeout_s:g} s per request"
+        if limits.request_timeout_s
+        else "no request timeout",
+        "an API key is required on /v1/*" if api_key else "no API key required",
+    )
+    app = create_app(
+        engine, served, strict_model=strict_model, profile=profile, limits=limits, api_key=api_key
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
@@ -137,10 +175,76 @@ def add_arguments(parser) -> None:
         help="torch backend: most concurrent requests decoded together",
     )
     parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require 'Authorization: Bearer KEY' on /v1/* (default: ${ENV_VAR}, else none)",
+    )
+    _add_limit_arguments(parser)
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument(
         "--strict-model", action="store_true", help="answer 404 to another model name"
+    )
+    from supertiny.serve.process import WatchParent
+
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        action=WatchParent,
+        metavar="PID",
+        help="exit when process PID exits (the stages that start a server pass their own)",
+    )
+
+
+def _add_limit_arguments(parser) -> None:
+    """The options of `Limits` (`serve/limits.py`, where each is explained)."""
+    d = Limits()
+    options = [
+        (
+            "--max-concurrency",
+            None,
+            "requests running at once (default: 1 for llama.cpp, --max-batch-size for torch)",
+        ),
+        ("--max-queue", d.max_queue, "requests waiting for a place; more get 429 + Retry-After"),
+        ("--retry-after", d.retry_after_s, "seconds in the Retry-After header of a 429"),
+        (
+            "--request-timeout",
+            d.request_timeout_s,
+            "seconds to answer a request, queueing included; then it is stopped: 504 (0: none)",
+        ),
+        ("--max-body-bytes", d.max_body_bytes, "bytes of one request body"),
+        ("--max-messages", d.max_messages, "messages in one request"),
+        ("--max-tools", d.max_tools, "tools in one request"),
+        ("--max-schema-chars", d.max_schema_chars, "characters of one JSON schema"),
+        ("--max-schema-depth", d.max_schema_depth, "nesting depth of one JSON schema"),
+        (
+            "--max-schema-repeat",
+            d.max_schema_repeat,
+            "largest maxLength/maxItems/minLength/minItems or regex {m,n} bound in a schema",
+        ),
+    ]
+    for flag, default, text in options:
+        kind = float if flag == "--request-timeout" else int
+        shown = "" if default is None else f" (default: {default:g})"
+        parser.add_argument(flag, type=kind, default=default, help=text + shown)
+
+
+def limits_from_args(args) -> Limits:
+    """The `Limits` of parsed `add_arguments` options."""
+    backend = pick_backend(args.model, args.backend)
+    return Limits(
+        max_concurrency=args.max_concurrency or default_concurrency(backend, args.max_batch_size),
+        max_queue=args.max_queue,
+        retry_after_s=args.retry_after,
+        request_timeout_s=args.request_timeout or None,
+        max_body_bytes=args.max_body_bytes,
+        max_messages=args.max_messages,
+        max_tools=args.max_tools,
+        max_schema_chars=args.max_schema_chars,
+        max_schema_depth=args.max_schema_depth,
+        max_schema_repeat=args.max_schema_repeat,
     )
 
 
@@ -161,6 +265,8 @@ def serve_from_args(args) -> int:
             strict_model=args.strict_model,
             task=args.task,
             max_batch_size=args.max_batch_size,
+            limits=limits_from_args(args),
+            api_key=args.api_key or os.environ.get(ENV_VAR) or None,
         )
     except (OSError, ValueError, ImportError, ConfigError) as exc:
         print(f"supertiny serve: error: {exc}", file=sys.stderr)

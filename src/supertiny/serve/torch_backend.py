@@ -29,8 +29,11 @@ batch (no joining a running batch: simple, but a long answer delays the queue).
   grammar, stop sequences, budget and `on_delta`, so that a greedy (or seeded) request gives
   the same tokens alone and in a batch (up to float rounding of batched matmuls).
 - `on_delta` runs on the scheduler thread: keep it quick. An exception in one request
-  (its callback, its grammar) reaches only that request's caller; a failure of the model
-  itself fails that batch's requests; the scheduler thread survives both.
+  (its callback, its grammar) reaches only that request's caller. A failure of the model
+  itself (its forward pass raised) fails that batch's requests with `BackendFailure`, which
+  marks the server failed (`/health` 503); a CUDA out-of-memory error fails the batch only
+  (a smaller one may fit). The scheduler thread survives all of these; should it ever die,
+  callers get `BackendFailure` instead of waiting forever.
 
 Constrained decoding (xgrammar), only when the chat template writes `<tool_call>` tags (as
 Qwen2.5's does), see `torch_sampling.compile_constraint`: `tool_choice` "required" makes the
@@ -59,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supertiny.serve.backend import (
+    BackendFailure,
     ChatRequest,
     ContextLengthError,
     DeltaCallback,
@@ -139,7 +143,7 @@ class TorchBackend:
         with self._state_lock:
             self._check_open()
             self._queue.put(job)
-        return job.future.result()
+        return self._wait(job)
 
     def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict] | None = None) -> int:
         self._check_open()
@@ -155,6 +159,17 @@ class TorchBackend:
         self._fail_queued()
         self._model = None
         _free_device_memory(self.device)
+
+    def _wait(self, job: _Job) -> Generation:
+        """The job's answer; `BackendFailure` if the scheduler thread died before giving it."""
+        while True:
+            try:
+                return job.future.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                if not self._thread.is_alive():
+                    raise BackendFailure(
+                        "the torch backend's scheduler thread has stopped"
+                    ) from None
 
     # ---- prompt ------------------------------------------------------------------------
 
@@ -233,10 +248,10 @@ class TorchBackend:
                 continue
             try:
                 self._run_batch(jobs)
-            except Exception as exc:  # noqa: BLE001 - the model failed: fail this batch only
+            except Exception as exc:  # noqa: BLE001 - the model failed: fail this batch
                 log.exception("torch backend: a batch failed")
                 for job in jobs:
-                    _fail(job, exc)
+                    _fail(job, _model_failure(exc))
 
     def _next_jobs(self) -> list[_Job]:
         """Up to `max_batch_size` queued jobs: the first one, then whatever arrives within
@@ -405,6 +420,18 @@ def _as_list(value: Any) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _model_failure(exc: Exception) -> Exception:
+    """What a failed forward pass means for the server: out of GPU memory is this batch's
+    problem (the exception as is); anything else leaves the model unusable (`BackendFailure`)."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return exc
+    failure = BackendFailure(f"the torch model failed: {type(exc).__name__}: {exc}")
+    failure.__cause__ = exc
+    return failure
 
 
 def _fail(job: _Job, exc: BaseException) -> None:

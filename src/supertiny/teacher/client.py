@@ -11,6 +11,9 @@ What it adds over a bare HTTP call, because teacher labelling is long and costs 
   HTTP 408/429/5xx and 200 responses that are not a chat completion; `Retry-After`
   (seconds or HTTP-date) is honoured, capped at `max_backoff_s`. Other 4xx fail
   at once with a `TeacherError` that names the URL, the status and the server's text;
+- no retrying a dead local server: on a timeout or connection error it first calls
+  `check_server` (e.g. `ServerProcess.check_alive`), whose exception (`ServerDied`) stops
+  the request at once;
 - a persistent SQLite response cache (`teacher/cache.py`), written as each response
   arrives, so an interrupted run resumes without paying twice;
 - running `Usage` totals (requests, cache hits, retries, failures, tokens, USD).
@@ -37,6 +40,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC
 from pathlib import Path
@@ -181,7 +185,10 @@ class TeacherClient:
         prices: Prices | None = None,
         extra_body: dict | None = None,
         extra_headers: dict | None = None,
+        check_server: Callable[[], None] | None = None,
     ) -> None:
+        """`check_server`, when given, is called after a timeout or connection error and
+        before any retry: it raises (e.g. `ServerDied`) when the server is gone for good."""
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if max_retries < 0:
@@ -197,6 +204,7 @@ class TeacherClient:
         self.max_backoff_s = max_backoff_s
         self.prices = prices or Prices()
         self.extra_body = copy.deepcopy(extra_body or {})
+        self.check_server = check_server
         self.usage = Usage()
         self._api_key = self._read_api_key(api_key_env)
         self._headers = dict(extra_headers or {})
@@ -399,8 +407,10 @@ class TeacherClient:
                         response = await http.post(self.url, json=body, headers=self._headers)
                     latency = time.perf_counter() - start
             except (httpx.TimeoutException, TimeoutError):
+                self._check_server()
                 problem = f"no response within {self.timeout_s:g} s"
             except httpx.TransportError as exc:
+                self._check_server()
                 problem = f"connection error ({type(exc).__name__}: {self._redact(str(exc))})"
             else:
                 status = response.status_code
@@ -437,6 +447,11 @@ class TeacherClient:
             )
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _check_server(self) -> None:
+        """Let `check_server` raise if the server is gone (its exception is not retried)."""
+        if self.check_server is not None:
+            self.check_server()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter in [0.5, 1] x base; at least Retry-After."""

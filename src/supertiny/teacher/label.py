@@ -16,7 +16,9 @@ Every record is on disk as soon as it is decided; responses are cached on disk, 
 of the same command resumes where it stopped and costs nothing for work already done.
 A larger ``limit`` (or another of ``VOLATILE_KEYS``) resumes too; other changed settings
 are refused (``--restart`` sets the old records aside).
-When ``teacher.url`` is not set, the bundled teacher GGUF is served on 127.0.0.1 for the run.
+When ``teacher.url`` is not set, the bundled teacher GGUF is served on 127.0.0.1 for the run;
+if that server dies, the stage stops at once with ``ServerDied`` (how it ended, its log tail)
+instead of retrying a dead port, and the records decided so far stay.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,21 +169,26 @@ class Labeler:
 async def _run_all(
     records: list[dict[str, Any]], labeler: Labeler, concurrency: int, on_done, description: str
 ) -> None:
-    """Decide every record with at most ``concurrency`` inputs in flight; write as each ends."""
+    """Decide every record with at most ``concurrency`` inputs in flight; write as each ends.
+
+    Each input's outcome is written by the task that decided it, so an input finished is on
+    disk even when another one's failure (``_Stop``, ``ServerDied``, an interrupt) cancels the
+    rest at once, retries and all."""
     if not records:
         return
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(record):
-        async with gate:
-            return record, await labeler.guarded(record)
-
     with bar(len(records), description) as advance:
+
+        async def one(record):
+            async with gate:
+                outcome = await labeler.guarded(record)
+            on_done(record, outcome, advance)
+
         pending = [asyncio.ensure_future(one(r)) for r in records]
         try:
             for future in asyncio.as_completed(pending):
-                record, outcome = await future
-                on_done(record, outcome, advance)
+                await future  # the first failure ends the loop
         finally:
             for future in pending:
                 future.cancel()
@@ -229,9 +237,10 @@ def _inputs(
 
 @contextlib.contextmanager
 def _endpoint(conf: EndpointConfig, log_path: Path):
-    """The base URL to talk to: the configured one, or a local server on the bundled teacher."""
+    """(base URL, model, liveness check): the configured URL (no check), or a local server
+    on the bundled teacher whose check raises ``ServerDied`` once it has exited."""
     if conf.url:
-        yield conf.url, conf.model
+        yield conf.url, conf.model, None
         return
     from supertiny.serve.backend import available_cores
     from supertiny.serve.process import ServerProcess
@@ -241,10 +250,16 @@ def _endpoint(conf: EndpointConfig, log_path: Path):
     with ServerProcess(
         conf.model, n_ctx=conf.n_ctx, n_threads=threads, log_path=log_path
     ) as server:
-        yield server.base_url, conf.model
+        yield server.base_url, conf.model, server.check_alive
 
 
-def _client(conf: EndpointConfig, base_url: str, model: str, cache_path: Path) -> TeacherClient:
+def _client(
+    conf: EndpointConfig,
+    base_url: str,
+    model: str,
+    cache_path: Path,
+    check_server: Callable[[], None] | None = None,
+) -> TeacherClient:
     return TeacherClient(
         base_url,
         model,
@@ -255,6 +270,7 @@ def _client(conf: EndpointConfig, base_url: str, model: str, cache_path: Path) -
         cache_path=cache_path,
         prices=Prices(conf.price_input_per_million, conf.price_output_per_million),
         extra_body=conf.extra_body or None,
+        check_server=check_server,
     )
 
 
@@ -284,7 +300,11 @@ def run(
     task: Task, conf: LabelConfig, run_dir: str | Path, restart: bool = False
 ) -> dict[str, str]:
     """Label the task's data into ``run_dir/label``; returns the artifact paths (relative)."""
-    the_run = Run(run_dir)
+    with Run(run_dir) as the_run:  # the stage's lock lets go however the stage ends
+        return _run(the_run, task, conf, restart)
+
+
+def _run(the_run: Run, task: Task, conf: LabelConfig, restart: bool) -> dict[str, str]:
     out = the_run.begin(
         "label", stage_settings(task, conf), restart=restart, volatile=VOLATILE_KEYS
     )
@@ -331,20 +351,21 @@ async def _label(
     logs: dict[str, RecordLog],
 ) -> None:
     with contextlib.ExitStack() as stack:
-        base_url, model = stack.enter_context(_endpoint(conf.teacher, out / "teacher_server.log"))
-        client = _client(conf.teacher, base_url, model, out / "cache.sqlite")
+        teacher = stack.enter_context(_endpoint(conf.teacher, out / "teacher_server.log"))
+        base_url, model, check = teacher
+        client = _client(conf.teacher, base_url, model, out / "cache.sqlite", check)
         judge_client = None
         if conf.quality.judge.enabled:
             j = conf.quality.judge.endpoint
-            judge_client = (
-                client
-                if j is None
-                else _client(
-                    j,
-                    *stack.enter_context(_endpoint(j, out / "judge_server.log")),
-                    out / "judge_cache.sqlite",
+            if j is None:
+                judge_client = client
+            else:
+                judge_url, judge_model, judge_check = stack.enter_context(
+                    _endpoint(j, out / "judge_server.log")
                 )
-            )
+                judge_client = _client(
+                    j, judge_url, judge_model, out / "judge_cache.sqlite", judge_check
+                )
         labeler = Labeler(task, conf, client, judge_client)
         counts = {"accepted": 0, "rejected": 0}
 

@@ -6,8 +6,10 @@ forward KL, reverse KL, generalised JSD or CKD (``losses.py``), at a temperature
 - a local model sharing the student's vocabulary (``teacher: teacher`` is the bundled 1.5B,
   which shares the 0.5B student's 151,936 tokens). By default its top-``top_k`` log-probs on
   every training answer are computed once and cached in the step folder
-  (``teacher_topk.pt``); ``teacher_cache: false`` keeps the teacher in memory instead and
-  uses its full distribution (exact dense losses, one teacher forward per batch);
+  (``teacher_topk.pt``: plain tensors in dicts, written atomically and read back with
+  ``torch.load(weights_only=True)``, which runs no pickled code); ``teacher_cache: false``
+  keeps the teacher in memory instead and uses its full distribution (exact dense losses,
+  one teacher forward per batch);
 - ``teacher: endpoint``: the ``top_logprobs`` the label stage captured from the teacher
   endpoint (``supertiny label --set top_logprobs=20``). They are mapped onto the student's
   answer tokens where the teacher's text holds the answer (character by character, so a
@@ -21,6 +23,8 @@ losses), so checkpoints, resume and ``accelerate launch`` work as for the other 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from supertiny.transfer import distributed as dist
@@ -246,7 +250,7 @@ def _teacher_data(ctx: StepContext, step: Any, examples) -> tuple[Any, dict[str,
         return None, {"teacher": "endpoint", "aligned": aligned}
     cache = ctx.step_dir / "teacher_topk.pt"
     if step.teacher_cache and cache.is_file():
-        saved = torch.load(cache)
+        saved = torch.load(cache, weights_only=True)
         for ex in examples:
             ex.update(saved.get(ex["id"], {}))
         return None, {"teacher": step.teacher, "cache": str(cache.name), "cached": True}
@@ -257,9 +261,26 @@ def _teacher_data(ctx: StepContext, step: Any, examples) -> tuple[Any, dict[str,
         return teacher, {"teacher": step.teacher, "cache": None}
     teacher_topk(teacher, examples, step.top_k, f"kd: teacher top-{step.top_k}")
     keep = ("t_start", "t_ids", "t_logprobs")
-    torch.save({ex["id"]: {k: ex[k] for k in keep} for ex in examples}, cache)
+    _save_atomic({ex["id"]: {k: ex[k] for k in keep} for ex in examples}, cache)
     del teacher
     return None, {"teacher": step.teacher, "cache": str(cache.name), "cached": False}
+
+
+def _save_atomic(data: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync'ed, then renamed over it: a crash
+    or a full disk mid-save leaves no half-written cache for a resumed step to read."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") as out:
+            torch.save(data, out)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def run(ctx: StepContext, step: Any) -> dict[str, Any]:

@@ -96,7 +96,11 @@ def require_extra() -> None:
 def run(task: Task, conf: TrainConfig, run_dir: Path, restart: bool = False) -> dict[str, str]:
     """Train the student through the curriculum; returns the stage's artifacts."""
     require_extra()
-    run = Run(run_dir)
+    with Run(run_dir) as the_run:  # the stage's lock lets go however the stage ends
+        return _run(the_run, task, conf, Path(run_dir), restart)
+
+
+def _run(run: Run, task: Task, conf: TrainConfig, run_dir: Path, restart: bool) -> dict[str, str]:
     main = dist.is_main()  # under accelerate launch only the main process writes
     if main:
         run.begin(STAGE, conf.model_dump(mode="json"), restart=restart, check=False)

@@ -3,18 +3,26 @@
 The steps hand their data to TRL's trainers (SFTTrainer, DPOTrainer, GRPOTrainer) or to our
 distillation trainer; all of them are transformers ``Trainer``s, so one argument builder
 serves them all, a crash resumes from the step's last checkpoint, and ``accelerate launch``
-spreads any of them over several GPUs unchanged.
+spreads any of them over several GPUs unchanged. A checkpoint whose save was cut short (a
+crash, a full disk) is set aside beside the checkpoints, never deleted, and training resumes
+from the last complete one (``last_complete_checkpoint``).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 import time
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supertiny.runs import set_aside
 from supertiny.task import Task
+from supertiny.transfer import distributed as dist
 
 
 class TrainingError(RuntimeError):
@@ -92,13 +100,11 @@ class NanGuard:
 
 
 def train(trainer, ctx: StepContext, tokens: int | None = None) -> dict[str, Any]:
-    """Run ``trainer`` (resuming from its last checkpoint) and return its metrics."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """Run ``trainer`` (resuming from its last complete checkpoint) and return its metrics."""
     guard = NanGuard()
     trainer.add_callback(guard)
-    checkpoints = ctx.step_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    with dist.main_first():  # the main process sets the incomplete ones aside
+        last = last_complete_checkpoint(ctx.step_dir / "checkpoints", ctx.warn)
     resumed_at = 0
     if last:
         ctx.warn(f"resuming from {last}")
@@ -133,6 +139,88 @@ def train(trainer, ctx: StepContext, tokens: int | None = None) -> dict[str, Any
         metrics["tokens"] = tokens
         metrics["tokens_per_s"] = round(ran / seconds, 2) if seconds > 0 else None
     return metrics
+
+
+WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
+"""The files of which a checkpoint holds at least one: the model's weights or a LoRA's."""
+
+
+def last_complete_checkpoint(checkpoints: Path, warn: Callable[[str], None]) -> str | None:
+    """The newest ``checkpoint-N`` folder under ``checkpoints`` that was saved whole, or None.
+
+    Newer folders whose save was cut short are renamed aside into the step folder
+    (``checkpoint-N.incomplete-<time>``, out of reach of the trainer's checkpoint rotation
+    and of the clean-up when the step finishes), with a warning that says why."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    while checkpoints.is_dir() and (last := get_last_checkpoint(str(checkpoints))):
+        problem = checkpoint_problem(Path(last))
+        if problem is None:
+            return last
+        aside = set_aside(Path(last), "incomplete", into=checkpoints.parent)
+        warn(f"{last} is incomplete ({problem}): set aside as {aside}")
+    return None
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why the checkpoint ``folder`` cannot be resumed from, or None if it is complete.
+
+    The Trainer writes ``trainer_state.json`` last; every weight, optimizer and JSON file in
+    it must also read back whole (a safetensors header and size, a torch zip's index)."""
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json: the save did not finish"
+    if not any((folder / name).is_file() for name in WEIGHTS):
+        return f"no model or adapter weights ({', '.join(WEIGHTS)})"
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        problem = _file_problem(path)
+        if problem:
+            return f"{path.relative_to(folder)}: {problem}"
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why a checkpoint file does not read back whole, or None (None too for other kinds)."""
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return "not JSON"
+        shards = data.get("weight_map") if isinstance(data, dict) else None
+        names = set(shards.values()) if isinstance(shards, dict) else set()
+        missing = sorted(n for n in names if not (path.parent / n).is_file())
+        if missing:
+            return f"names missing weight files {', '.join(missing)}"
+    elif path.suffix == ".safetensors":
+        return _safetensors_problem(path)
+    elif path.suffix in (".bin", ".pt", ".pth") and not zipfile.is_zipfile(path):
+        return "not a whole torch file"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then exactly the data the
+    header's offsets cover: a save cut short fails one of these."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if length is None or 8 + length > size:
+            return "cut short in its header"
+        try:
+            header = json.loads(handle.read(length))
+            ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "unreadable header"
+    described = 8 + length + max(ends, default=0)
+    return None if described == size else f"{size} bytes, its header describes {described}"
 
 
 def as_dataset(rows: list[dict[str, Any]]):
