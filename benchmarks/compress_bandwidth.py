@@ -27,10 +27,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from supertiny.compress.measure import latency, open_runner
-from supertiny.task import Task
-from supertiny.transfer import student as st
-from supertiny.transfer.data import prompt_text, test_records
+from supertiny.core.records import test_records
+from supertiny.core.task import Task
+from supertiny.runtime import hf as st
+from supertiny.runtime.measure import latency
+from supertiny.runtime.render import prompt_text
+from supertiny.runtime.runners import open_runner
 
 
 def copy_bandwidth(mib: int = 256, repeats: int = 8) -> float:

@@ -28,10 +28,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from supertiny.compress.measure import LlamaCppRunner, TorchRunner
-from supertiny.task import Task
-from supertiny.transfer import student as st
-from supertiny.transfer.data import answer_text, load_labels, prompt_text, test_records
+from supertiny.core.records import load_labels, test_records
+from supertiny.core.task import Task
+from supertiny.runtime import hf as st
+from supertiny.runtime.render import answer_text, prompt_text
+from supertiny.runtime.runners import LlamaCppRunner, TorchRunner
 
 MODES = {  # rounding name -> export_gguf keywords (moments added where calibrated)
     "nearest": {"calibrate": False, "rounding": "nearest"},
@@ -115,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from supertiny.compress import gguf_export
-    from supertiny.compress.gguf_gptq import tensor_types
-    from supertiny.compress.gptq import input_hessians
-    from supertiny.compress.importance import calibration_batches
-    from supertiny.models import resolve_gguf
+    from supertiny.compress.gguf import export as gguf_export
+    from supertiny.compress.gguf.calibrated import tensor_types
+    from supertiny.compress.gguf.gptq import input_hessians
+    from supertiny.compress.prune.importance import calibration_batches
+    from supertiny.core.models import resolve_gguf
 
     torch.set_num_threads(args.threads)
     console = Console(width=170)

@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    from supertiny.models import resolve_gguf
+    from supertiny.core.models import resolve_gguf
 
     model = str(resolve_gguf(args.model))
     builds = [tuple(spec.split("=", 1)) for spec in args.wheel]

@@ -34,11 +34,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from supertiny.models import resolve_gguf
-from supertiny.runs import Run
-from supertiny.serve.process import ServerProcess
-from supertiny.task import Task
-from supertiny.transfer.data import test_records
+from supertiny.core.models import resolve_gguf
+from supertiny.core.records import test_records
+from supertiny.core.runs import Run
+from supertiny.core.task import Task
+from supertiny.runtime.process import ServerProcess
 
 
 def final_gguf(run_dir: Path) -> Path:

@@ -4,7 +4,7 @@ rate, and the teacher's exact-match accuracy against gold on the held-out test s
 
     python benchmarks/teacher_throughput.py --inputs 10 --test 10 --concurrency 2
 
-All runs go through `supertiny.teacher.label.run` against one local server on the bundled
+All runs go through `supertiny.label.stage.run` against one local server on the bundled
 teacher (started once here and shared, so model load time is not counted). Prints a table.
 """
 
@@ -20,9 +20,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from supertiny.serve.process import ServerProcess
-from supertiny.task import Task
-from supertiny.teacher import label
+from supertiny.core.task import Task
+from supertiny.label import config as label_config
+from supertiny.label import stage as label
+from supertiny.runtime.process import ServerProcess
 
 TASK = Path(__file__).parents[1] / "examples" / "smart_home" / "task.yaml"
 
@@ -61,8 +62,8 @@ def main() -> None:
         args.model, n_ctx=8192, n_threads=args.threads, log_path=root / "server.log"
     ) as server:
 
-        def conf(concurrency: int, test_limit: int = 0) -> label.LabelConfig:
-            return label.load_config(
+        def conf(concurrency: int, test_limit: int = 0) -> label_config.LabelConfig:
+            return label_config.load_config(
                 None,
                 None,
                 {
@@ -80,7 +81,7 @@ def main() -> None:
         # The first request evaluates the whole teacher prefix (system prompt, few-shot, tool
         # schemas: ~3k tokens); later ones reuse it from the server's KV cache. Warm up first
         # so the runs below compare like with like; the cold start is reported on its own.
-        warm_conf = label.load_config(
+        warm_conf = label_config.load_config(
             None,
             None,
             {

@@ -30,12 +30,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from supertiny.task import Task
-from supertiny.transfer import student as st
-from supertiny.transfer import train_config as tc
-from supertiny.transfer.data import encode_all
-from supertiny.transfer.train import STEPS
-from supertiny.transfer.trainers import StepContext, as_dataset
+from supertiny.core.task import Task
+from supertiny.runtime import hf as st
+from supertiny.train import config as tc
+from supertiny.train.data import encode_all
+from supertiny.train.stage import STEPS
+from supertiny.train.trainers import StepContext, as_dataset
 
 ROOT = Path(__file__).parents[1]
 TINY_TASK = ROOT / "tests" / "assets" / "tiny_task" / "task.yaml"
@@ -114,7 +114,7 @@ def run_step(kind: str, args, task, records, root: Path, teacher: str) -> dict:
     """One step through its ``run(ctx, step)`` on a fresh model (LoRA added as train.py does)."""
     model, tok = st.load(args.model_path, args.device, args.dtype)
     if args.lora:
-        model = st.add_lora(model, tc.LoraConfig())
+        model = st.add_lora(model, st.LoraConfig())
     ctx = StepContext(
         task=task,
         model=model,
@@ -146,7 +146,7 @@ def plain_sft(args, task, records, root: Path) -> dict:
     start = time.perf_counter()
     step = make_step("sft", args, "")
     examples, _ = encode_all(tok, task, [(r, r["label"]) for r in records], step.max_length)
-    ours = tc.LoraConfig()
+    ours = st.LoraConfig()
     lora = LoraConfig(
         r=ours.r,
         lora_alpha=ours.alpha,

@@ -26,7 +26,7 @@ Behaviours (each takes `delay=` seconds to wait before acting):
 - `drop()`: close the connection without a response.
 - any callable `f(body: dict) -> behaviour`: decide from the request (echo, route).
 
-Exercised by `python -m pytest tests/unit/test_client.py -q`.
+Exercised by `python -m pytest tests/unit/label/test_label_client.py -q`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from supertiny.task import import_file
+from supertiny.core.task import import_file
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supertiny.task import import_file
+from supertiny.core.task import import_file
 
 HERE = Path(__file__).resolve().parent
 

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from supertiny.task import import_file
+from supertiny.core.task import import_file
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,7 +24,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from supertiny.task import import_file
+from supertiny.core.task import import_file
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DB = HERE / "data" / "home.sqlite"

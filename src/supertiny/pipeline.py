@@ -26,58 +26,63 @@ command that serves the result.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, create_model
 
-from supertiny import config as cfg
-from supertiny.progress import console
-from supertiny.runs import Run
+from supertiny.core import config as cfg
+from supertiny.core.progress import console
+from supertiny.core.runs import SERVED_OUTPUTS, Run, served_output
+from supertiny.stages import STAGES, Stage
 
-STAGES = ("label", "train", "compress", "eval")
+
+def _section(stage: Stage) -> tuple[Any, Any]:
+    return (
+        dict[str, Any] | None,
+        Field(
+            default_factory=dict,
+            description=f"The {stage.name} stage: `preset` and keys of docs/{stage.name}.md; "
+            "null skips it.",
+        ),
+    )
 
 
-class PipelineConfig(cfg.Section):
-    task: str = Field(description="The task file, relative to the pipeline file.")
-    run_dir: str | None = Field(
-        None,
-        description="Run directory, relative to the working directory (default: runs/<task name>).",
-    )
-    label: dict[str, Any] | None = Field(
-        default_factory=dict,
-        description="The label stage: `preset` and keys of docs/label.md; null skips it.",
-    )
-    train: dict[str, Any] | None = Field(
-        default_factory=dict,
-        description="The train stage: `preset` and keys of docs/train.md; null skips it.",
-    )
-    compress: dict[str, Any] | None = Field(
-        default_factory=dict,
-        description="The compress stage: `preset` and keys of docs/compress.md; null skips it.",
-    )
-    eval: dict[str, Any] | None = Field(
-        default_factory=dict,
-        description="The eval stage: `preset` and keys of docs/eval.md; null skips it.",
-    )
-    report: bool = Field(True, description="Write RUN_DIR/report.html at the end.")
+PipelineConfig = create_model(
+    "PipelineConfig",
+    __base__=cfg.Section,
+    __doc__="A pipeline file: the task, the run directory and one section per stage of STAGES.",
+    task=(str, Field(description="The task file, relative to the pipeline file.")),
+    run_dir=(
+        str | None,
+        Field(
+            None,
+            description="Run directory, relative to the working directory (default: runs/<task name>).",
+        ),
+    ),
+    **{name: _section(stage) for name, stage in STAGES.items()},
+    report=(bool, Field(True, description="Write RUN_DIR/report.html at the end.")),
+)
 
 
 @dataclass
-class Stage:
+class PlannedStage:
     """One stage of a pipeline: its typed settings and what it stores in the manifest."""
 
-    name: str
+    stage: Stage
     conf: Any
     stored: dict[str, Any]
 
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
     def run(self, task, run_dir: Path, restart: bool) -> dict[str, str]:
-        return _runner(self.name)(task, self.conf, run_dir, restart=restart)
+        return self.stage.run(task, self.conf, run_dir, restart=restart)
 
 
-def load(path: str | Path) -> tuple[PipelineConfig, Path]:
+def load(path: str | Path) -> tuple[Any, Path]:
     """The pipeline file's settings and the task path it names (checked to exist)."""
     path = Path(path)
     conf = cfg.load(PipelineConfig, path)
@@ -87,37 +92,32 @@ def load(path: str | Path) -> tuple[PipelineConfig, Path]:
     return conf, task_path
 
 
-def stages(conf: PipelineConfig, task, path: Path) -> list[Stage]:
+def stages(conf: Any, task, path: Path) -> list[PlannedStage]:
     """Every enabled stage with its settings, validated now (before anything runs)."""
     out = []
-    for name in STAGES:
+    for name, stage in STAGES.items():
         section = getattr(conf, name)
         if section is None:
             continue
         keys = dict(section)
         preset = keys.pop("preset", None)
         try:
-            stage_conf = _loader(name)(None, preset, keys)
+            stage_conf = stage.load_config(None, preset, keys)
         except cfg.ConfigError as exc:
             raise cfg.ConfigError(f"{path}: {name}: {exc}") from None
-        _check_models(name, stage_conf, path)
-        out.append(Stage(name, stage_conf, _stored(name, task, stage_conf)))
+        _check_model(stage, stage_conf, path)
+        out.append(PlannedStage(stage, stage_conf, stage.settings(task, stage_conf)))
     return out
 
 
-def _check_models(name: str, stage_conf, path: Path) -> None:
+def _check_model(stage: Stage, stage_conf, path: Path) -> None:
     """A model path that does not exist is an error now, not after the stages before it."""
-    from supertiny.transfer.student import missing_model
+    from supertiny.runtime.hf import missing_model
 
-    if name == "train":
-        key, model = "student.model", stage_conf.student.model
-    elif name == "compress":
-        key, model = "model", stage_conf.model
-    else:
-        return
+    model = stage.model(stage_conf)
     problem = missing_model(model) if model else None
     if problem:
-        raise cfg.ConfigError(f"{path}: {name}.{key}: {problem}")
+        raise cfg.ConfigError(f"{path}: {stage.name}.{stage.model_key}: {problem}")
 
 
 def run(
@@ -127,7 +127,7 @@ def run(
     run_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline file at ``path``; returns {"run_dir", "ran", "skipped", "report"}."""
-    from supertiny.task import Task
+    from supertiny.core.task import Task
 
     conf, task_path = load(path)
     task = Task.load(task_path)
@@ -156,48 +156,46 @@ def run(
         ran.append(stage.name)
     report = None
     if conf.report:
-        from supertiny.report import write_report
+        from supertiny.report.page import write_report
 
         report = write_report(root)
     return {"run_dir": root, "ran": ran, "skipped": skipped, "report": report}
 
 
-def _changed(the_run: Run, stage: Stage) -> bool:
-    """The label stage refuses to mix records made under other settings: start it over
-    (the old records are set aside). A change in how many inputs or how fast alone resumes
-    it. The other stages keep what is still valid themselves."""
-    if stage.name != "label":
+def _changed(the_run: Run, planned: PlannedStage) -> bool:
+    """A stage with ``restart_on_change`` (the label stage refuses to mix records made under
+    other settings) starts over, its old outputs set aside; a change in its volatile keys
+    alone (how many inputs, how fast) resumes it. The other stages keep what is still valid
+    themselves."""
+    stage = planned.stage
+    if not stage.restart_on_change:
         return False
-    from supertiny.teacher.label import VOLATILE_KEYS
-
-    return bool(the_run.changed_keys("label", stage.stored, VOLATILE_KEYS))
+    return bool(the_run.changed_keys(stage.name, planned.stored, stage.volatile))
 
 
-STAGE_MODULES = {
-    "label": ("supertiny.teacher.label", "supertiny.teacher.label"),
-    "train": ("supertiny.transfer.train_config", "supertiny.transfer.train"),
-    "compress": ("supertiny.compress.compress_config", "supertiny.compress.compress"),
-    "eval": ("supertiny.eval_config", "supertiny.evaluate"),
-}
-"""Stage -> (the module with its ``load_config``, the module with its ``run``)."""
+def print_outcome(result: dict) -> None:
+    """The comparison table, the report, and the command that serves the result."""
+    from supertiny.evaluate.summary import print_table
+
+    run_dir = result["run_dir"]
+    eval_report = run_dir / "eval" / "eval_report.json"
+    if eval_report.is_file():
+        print_table(eval_report)
+    if result.get("report"):
+        console.print(f"report: {result['report']}", soft_wrap=True)
+    serve = serve_command(run_dir)
+    if serve:
+        console.print(f"serve the result: {serve}", soft_wrap=True)
 
 
-def _loader(name: str):
-    return importlib.import_module(STAGE_MODULES[name][0]).load_config
-
-
-def _runner(name: str):
-    return importlib.import_module(STAGE_MODULES[name][1]).run
-
-
-def _stored(name: str, task, conf) -> dict[str, Any]:
-    """The settings a stage records in the manifest (what `Run.is_complete` compares)."""
-    if name == "label":
-        from supertiny.teacher.label import stage_settings
-
-        return stage_settings(task, conf)
-    if name == "eval":
-        from supertiny.evaluate import stage_settings
-
-        return stage_settings(task, conf)
-    return conf.model_dump(mode="json")
+def serve_command(run_dir: Path) -> str | None:
+    """`supertiny serve ...` for the run's final model (compressed if there is one)."""
+    the_run = Run(run_dir)
+    task = ((the_run.stage("eval") or the_run.stage("label") or {}).get("config") or {}).get("task")
+    for stage in SERVED_OUTPUTS:  # compress first, then train
+        artifacts = (the_run.stage(stage) or {}).get("artifacts") or {}
+        key = served_output(stage, artifacts)
+        if key:
+            command = f"supertiny serve --model {run_dir / artifacts[key]}"
+            return command + (f" --task {task}" if task else "")
+    return None

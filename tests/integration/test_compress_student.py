@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from supertiny import models
 from supertiny.cli import main
-from supertiny.runs import iter_jsonl
+from supertiny.core import models
+from supertiny.core.runs import iter_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -66,9 +66,9 @@ def test_the_pruned_vocabulary_is_exact_on_in_domain_text(compressed):
     """Same tokens (renumbered) and the same logits on the kept ids, on a labelled example."""
     import torch
 
-    from supertiny.task import Task
-    from supertiny.transfer import student as st
-    from supertiny.transfer.data import answer_text, prompt_text
+    from supertiny.core.task import Task
+    from supertiny.runtime import hf as st
+    from supertiny.runtime.render import answer_text, prompt_text
 
     task = Task.load(TASK)
     record = json.loads((compressed.parent / "label" / "labeled.jsonl").read_text().splitlines()[0])
@@ -112,7 +112,7 @@ def test_the_q8_gguf_loads_in_llama_cpp_and_answers_like_pytorch(compressed):
 def test_q4_k_m_is_calibrated_and_gptq_rounded(compressed):
     """Qwen2.5-0.5B's 896-wide rows do not fit K-quant blocks: llama.cpp falls back to Q5_0 for
     them, and those tensors (every linear but the 4,864-wide down projections) are GPTQ's."""
-    from supertiny.compress.gguf_gptq import tensor_types
+    from supertiny.compress.gguf.calibrated import tensor_types
 
     report = json.loads((compressed / "compress_report.json").read_text())
     q4 = report["steps"][4]

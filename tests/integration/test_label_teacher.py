@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supertiny import models
 from supertiny.cli import main
-from supertiny.runs import read_jsonl
+from supertiny.core import models
+from supertiny.core.runs import read_jsonl
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import time
 import httpx
 import pytest
 
-from supertiny.serve import ServerProcess
+from supertiny.runtime.process import ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ if importlib.util.find_spec("llama_cpp") is None:
 
 
 def _student_installed() -> bool:
-    from supertiny.models import is_installed
+    from supertiny.core.models import is_installed
 
     return is_installed("student")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from supertiny import models
 from supertiny.cli import main
+from supertiny.core import models
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +58,10 @@ def test_each_step_saved_a_model_and_metrics(trained):
 
 
 def test_the_trained_student_loads_and_answers_with_a_call(trained):
-    from supertiny.task import Task
-    from supertiny.transfer import student as st
-    from supertiny.transfer.data import prompt_text
-    from supertiny.transfer.sampling import sample
+    from supertiny.core.task import Task
+    from supertiny.runtime import hf as st
+    from supertiny.runtime.generate import sample
+    from supertiny.runtime.render import prompt_text
 
     model, tok = st.load(str(trained / "train" / "02-kd" / "model"), "cpu", "float32")
     assert st.vocab_size(model) == 151_936

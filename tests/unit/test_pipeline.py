@@ -1,85 +1,146 @@
-"""The teacher's function-call pipeline: helper steps, final call, re-ask, step bound."""
+"""`supertiny run PIPELINE.yaml`: the whole pipeline on the tiny task and a tiny random student.
 
-import asyncio
+The teacher is a scripted OpenAI-compatible endpoint (the teacher is always a URL to the
+pipeline; `tests/unit/label/test_label.py`'s rule teacher answers the tiny task correctly); the
+student trains, is compressed to GGUF, is served and measured, and the report is written.
+
+    python -m pytest tests/unit/test_pipeline.py -q
+"""
+
+from __future__ import annotations
+
+import json
 from pathlib import Path
 
-from tests.scripted_server import ok, scripted_server, tool_call
+import pytest
+import yaml
 
-from supertiny.task import Task
-from supertiny.teacher.client import TeacherClient
-from supertiny.teacher.pipeline import REASK, run_pipeline
+pytest.importorskip("trl")
+pytest.importorskip("llama_cpp")
+pytest.importorskip("xgrammar")
 
-TASK = Task.load(Path(__file__).parents[1] / "assets" / "tiny_task" / "task.yaml")
-USER = [{"role": "user", "content": "table for 2 in Oslo"}]
+from tests.scripted_server import scripted_server  # noqa: E402
+from tests.tiny_models import tiny_student  # noqa: E402
+from tests.unit.label.test_label import rule_teacher  # noqa: E402
 
+from supertiny import pipeline  # noqa: E402
+from supertiny.cli import main  # noqa: E402
+from supertiny.core.config import ConfigError  # noqa: E402
 
-def run(script, **kwargs):
-    async def go(url):
-        async with TeacherClient(url, "m", backoff_s=0.01) as client:
-            return await run_pipeline(client, TASK, USER, **kwargs)
-
-    with scripted_server(script, default=ok("out of script")) as server:
-        return asyncio.run(go(server.url)), server.requests
+TASK = Path("tests/assets/tiny_task/task.yaml").resolve()
 
 
-def test_helper_then_final_call_with_trace():
-    result, requests = run(
-        [
-            ok(tool_calls=[tool_call("find_city", {"name": "Oslo"})]),
-            ok(tool_calls=[tool_call("book_table", {"city_id": "osl", "people": 2})]),
-        ]
-    )
-    assert result.ok and [c.to_dict() for c in result.calls] == [
-        {"name": "book_table", "arguments": {"city_id": "osl", "people": 2}}
-    ]
-    assert result.requests == 2 and len(result.trace) == 2
-    assert result.trace[0]["tool_results"][0]["result"] == '{"city_id": "osl"}'
-    second = requests[1]["messages"]
-    assert second[-2]["tool_calls"][0]["function"]["name"] == "find_city"
-    assert second[-1] == {
-        "role": "tool",
-        "tool_call_id": "call_0_0",
-        "name": "find_city",
-        "content": '{"city_id": "osl"}',
+def write_pipeline(tmp_path: Path, url: str, student: Path, **changes) -> Path:
+    data = {
+        "task": str(TASK),
+        "run_dir": str(tmp_path / "run"),
+        "label": {"teacher": {"url": url, "model": "scripted"}, "quality": {"samples": 1}},
+        "train": {
+            "student": {"model": str(student), "lora": None},
+            "steps": [{"kind": "sft", "epochs": 6, "learning_rate": 3e-3, "batch_size": 2}],
+            "eval": {"before": False, "max_new_tokens": 40},
+        },
+        "compress": {
+            "steps": [{"kind": "gguf", "quant": "f32"}],
+            "eval": {"max_new_tokens": 40},
+            "latency": {"requests": 2, "max_new_tokens": 6, "threads": 1},
+        },
+        "eval": {"throughput_requests": 2, "concurrency": 2, "max_tokens": 60, "n_threads": 1},
     }
-    assert [t["function"]["name"] for t in requests[0]["tools"]] == [
-        "find_city",
-        "book_table",
-        "no_action",
-    ]
+    data.update(changes)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
-def test_empty_turn_is_reasked_once():
-    result, requests = run(
-        [
-            ok(""),
-            ok(tool_calls=[tool_call("book_table", {"city_id": "osl", "people": 2})]),
-        ]
+def test_the_whole_pipeline_runs_resumes_and_redoes_a_stage(tmp_path, capsys):
+    student = tiny_student(tmp_path / "student", seed=3, vocab_size=1000)
+    with scripted_server([], default=rule_teacher) as teacher:
+        path = write_pipeline(tmp_path, teacher.url, student)
+        assert main(["run", str(path)]) == 0
+        out = "".join(capsys.readouterr())
+        run_dir = tmp_path / "run"
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert [manifest["stages"][s]["status"] for s in pipeline.STAGES] == ["finished"] * 4
+        report = json.loads((run_dir / "eval" / "eval_report.json").read_text())
+        names = [m["name"] for m in report["models"]]
+        assert names == ["teacher", "student (untrained)", "student (trained)", "compressed (gguf)"]
+        assert (run_dir / "report.html").is_file()
+        assert "supertiny serve --model" in out and "--task" in out and "report.html" in out
+
+        # the same command again: every stage is complete and unchanged, nothing runs
+        requests = len(teacher.requests)
+        result = pipeline.run(path)
+        assert result["ran"] == [] and result["skipped"] == list(pipeline.STAGES)
+        assert len(teacher.requests) == requests
+
+        # --only eval measures again (the old measurements are set aside, not deleted)
+        result = pipeline.run(path, only="eval")
+        assert result["ran"] == ["eval"]
+        assert list(run_dir.glob("eval.old-*"))
+
+        # a changed compress section re-runs compress and the stages after it
+        changed = write_pipeline(
+            tmp_path,
+            teacher.url,
+            student,
+            compress={
+                "steps": [{"kind": "gguf", "quant": "q8_0"}],
+                "eval": {"max_new_tokens": 40},
+                "latency": {"requests": 2, "max_new_tokens": 6, "threads": 1},
+            },
+        )
+        result = pipeline.run(changed)
+        assert result["ran"] == ["compress", "eval"]
+        assert result["skipped"] == ["label", "train"]
+
+        # more labels keep the ones made; another sample count would mix records: restart
+        from supertiny.core.task import Task
+
+        def label_stage(**keys):
+            label = {"teacher": {"url": teacher.url, "model": "scripted"}, **keys}
+            conf, task_path = pipeline.load(
+                write_pipeline(tmp_path, teacher.url, student, label=label)
+            )
+            return pipeline.stages(conf, Task.load(task_path), path)[0]
+
+        the_run = pipeline.Run(run_dir)
+        assert not pipeline._changed(the_run, label_stage(quality={"samples": 1}, limit=50))
+        assert pipeline._changed(the_run, label_stage(quality={"samples": 2}))
+
+
+def test_bad_pipeline_files_name_the_key(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("task: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="task: file not found"):
+        pipeline.run(path)
+    path.write_text(f"task: {TASK}\ntrain: {{preset: huge}}\n")
+    with pytest.raises(ConfigError, match="train: unknown preset 'huge'"):
+        pipeline.run(path)
+    path.write_text(f"task: {TASK}\ncompres: {{}}\n")
+    with pytest.raises(ConfigError, match="compres"):
+        pipeline.run(path)
+    path.write_text(f"task: {TASK}\ncompress: null\neval: null\n")
+    with pytest.raises(ConfigError, match="--from compress: not a stage"):
+        pipeline.run(path, from_stage="compress")
+    # a model that is not there stops the run before the label stage starts
+    path.write_text(
+        f"task: {TASK}\nrun_dir: {tmp_path / 'run'}\ntrain: {{student: {{model: ./nowhere}}}}\n"
     )
-    assert result.ok and result.trace[0]["reask"] == "no function call"
-    assert requests[1]["messages"][-1] == {"role": "user", "content": REASK}
-    failed, _ = run([ok(""), ok("still no call")])
-    assert failed.error == "step 1: answered in text without a final call"
-    no_reask, _ = run([ok("")], reasks=0)
-    assert no_reask.error == "step 0: answered in text without a final call"
+    with pytest.raises(ConfigError, match=r"train.student.model: model not found: ./nowhere"):
+        pipeline.run(path)
+    path.write_text(f"task: {TASK}\ncompress: {{model: runs/x/model.gguf}}\n")
+    with pytest.raises(ConfigError, match=r"compress.model: model not found"):
+        pipeline.run(path)
+    assert not (tmp_path / "run").exists()
 
 
-def test_calls_in_text_are_understood():
-    text = '<tool_call>\n{"name": "book_table", "arguments": {"city_id": "osl", "people": 2}}\n</tool_call>'
-    result, _ = run([ok(text)])
-    assert result.ok and result.calls[0].arguments == {"city_id": "osl", "people": 2}
+@pytest.mark.parametrize(
+    "path", sorted(Path("examples").glob("*/pipeline*.yaml")), ids=lambda p: str(p)
+)
+def test_every_shipped_pipeline_loads(path):
+    from supertiny.core.task import Task
 
-
-def test_step_bound():
-    result, requests = run([ok(tool_calls=[tool_call("find_city", {"name": "Oslo"})])] * 10)
-    assert result.error == "no final call within 4 steps" and len(requests) == 4
-
-
-def test_unknown_tool_is_reported_back_to_the_model():
-    result, requests = run(
-        [
-            ok(tool_calls=[tool_call("teleport", {"to": "Oslo"})]),
-            ok(tool_calls=[tool_call("no_action", {"reason": "unsupported"})]),
-        ]
-    )
-    assert result.ok and "unknown tool 'teleport'" in requests[1]["messages"][-1]["content"]
+    conf, task_path = pipeline.load(path)
+    stages = pipeline.stages(conf, Task.load(task_path), path)
+    assert [s.name for s in stages] == list(pipeline.STAGES)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from supertiny import eval_config, toolcalls
-from supertiny.compress import compress_config
-from supertiny.task import Task, import_file
-from supertiny.teacher import label
-from supertiny.transfer import train_config
+from supertiny.compress import config as compress_config
+from supertiny.core import toolcalls
+from supertiny.core.task import Task, import_file
+from supertiny.evaluate import config as eval_config
+from supertiny.label import config as label_config
+from supertiny.train import config as train_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop_search"
 
@@ -305,7 +306,7 @@ def test_brand_gold_is_a_brand_of_the_category(splits):
 
 # ----- pipeline.yaml --------------------------------------------------------------------------
 LOADERS = {
-    "label": label.load_config,
+    "label": label_config.load_config,
     "train": train_config.load_config,
     "compress": compress_config.load_config,
     "eval": eval_config.load_config,

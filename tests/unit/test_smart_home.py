@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from supertiny.task import import_file
+from supertiny.core.task import import_file
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "smart_home"
 
@@ -326,7 +326,7 @@ def test_few_shot_calls_validate_and_results_are_real(task_yaml, final_tools, he
 
 
 def test_task_loads_with_supertiny():
-    task_module = pytest.importorskip("supertiny.task")
+    task_module = pytest.importorskip("supertiny.core.task")
     task = task_module.Task.load(EXAMPLE / "task.yaml")
     assert set(task.helpers) == {
         "find_devices",

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from supertiny.compress import CompressError
-from supertiny.progress import console
-from supertiny.task import Task
-from supertiny.transfer import student as st
-from supertiny.transfer.data import answer_text, prompt_text
+from supertiny.core.progress import console
+from supertiny.core.task import Task
+from supertiny.runtime import hf as st
+from supertiny.runtime.render import answer_text, prompt_text
 
 
 @dataclass
@@ -45,7 +45,7 @@ class CompressContext:
         self._model, self._tok, self.float_dir = model, tokenizer, saved_to
 
     def warn(self, message: str) -> None:
-        from supertiny.progress import warn
+        from supertiny.core.progress import warn
 
         warn(message, self.notes)
 
@@ -90,7 +90,7 @@ def vocab_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     exactly as before. For Qwen2.5-0.5B this is the paper's 0.5B -> 0.4B.
 
     Writes model/ and kept_ids.json (new id i is old id kept_ids[i])."""
-    from supertiny.compress import vocab
+    from supertiny.compress.prune import vocab
 
     model, tok = ctx.load()
     texts = domain_texts(ctx, tok, step)
@@ -117,7 +117,7 @@ def vocab_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _calibration(ctx: CompressContext, tok):
-    from supertiny.compress import importance
+    from supertiny.compress.prune import importance
 
     cal = ctx.conf.calibration
     texts = labelled_texts(ctx, tok) or [
@@ -130,7 +130,7 @@ def depth_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     """Drop whole transformer blocks: the least important by block influence (1 - cosine
     similarity of a block's input and output hidden states on calibration examples from the
     labelled data), or the indices given in ``drop``. Follow with ``recover``."""
-    from supertiny.compress import importance, structural
+    from supertiny.compress.prune import importance, structural
 
     model, tok = ctx.load()
     before = ctx.float_dir
@@ -152,7 +152,7 @@ def width_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     query heads with the largest mean output norm on calibration examples. Heads are pruned
     inside each key/value group alike, so grouped-query attention stays valid. Follow with
     ``recover``."""
-    from supertiny.compress import importance, structural
+    from supertiny.compress.prune import importance, structural
 
     model, tok = ctx.load()
     before = ctx.float_dir
@@ -182,8 +182,7 @@ def recover_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     """Recover what structural pruning cost: logit distillation (the train stage's ``kd`` step,
     with its losses and teacher top-k cache) from the model as it was before the depth and
     width steps, on the labelled data. The report shows accuracy before and after."""
-    from supertiny.transfer import kd
-    from supertiny.transfer.trainers import StepContext
+    from supertiny.train.kd import distill
 
     if not ctx.labels:
         raise CompressError(
@@ -201,20 +200,17 @@ def recover_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     model, tok = ctx.load()
     if ctx.conf.lora is not None:
         model = st.add_lora(model, ctx.conf.lora)
-    sctx = StepContext(
-        task=ctx.task,
-        model=model,
-        tokenizer=tok,
-        labels=ctx.labels,
-        step_dir=ctx.step_dir,
-        label_dir=ctx.step_dir,
-        device=str(model.device.type),
-        dtype=model.dtype,
+    student, metrics, notes = distill(
+        ctx.task,
+        model,
+        tok,
+        ctx.labels,
+        ctx.step_dir,
+        step.model_copy(update={"teacher": teacher}),
         seed=ctx.conf.seed,
     )
-    metrics = kd.run(sctx, step.model_copy(update={"teacher": teacher}))
-    ctx.notes += sctx.notes
-    artifact, _ = _save_float(ctx, st.merged(sctx.model), tok)
+    ctx.notes += notes
+    artifact, _ = _save_float(ctx, st.merged(student), tok)
     ctx.pruned_from = None
     return artifact, {"teacher": teacher, **metrics}
 
@@ -223,7 +219,7 @@ def torchao_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     """Quantize the float model's linear layers with torchao (int8 weights, int8 dynamic
     activations, or int4 weights) for PyTorch serving on CPU or GPU. Writes model/ with the
     quantized state dict; the float model stays the input of later steps."""
-    from supertiny.compress import quantize
+    from supertiny.compress.quantize import torchao as quantize
 
     model, tok = st.load(str(ctx.float_dir), ctx.conf.device, ctx.conf.dtype)
     quantize.quantize(model, step.scheme, step.group_size)
@@ -238,7 +234,7 @@ def gguf_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
     importance matrix, and the tensors stored in 32-weight blocks are rounded by GPTQ
     (`rounding`), which keeps a fine-tune smaller than the grid's step. Writes model.gguf,
     which `supertiny serve --model` serves."""
-    from supertiny.compress import gguf_export
+    from supertiny.compress.gguf import export as gguf_export
 
     out = ctx.step_dir / "model.gguf"
     moments = _moments(ctx, step) if step.calibrated else None
@@ -252,7 +248,7 @@ def gguf_step(ctx: CompressContext, step: Any) -> tuple[str, dict[str, Any]]:
 def _moments(ctx: CompressContext, step: Any):
     """The gguf step's calibration: a function from linear layer names to their input moments
     on the calibration examples (``gptq.input_hessians``), for ``gguf_export.export_gguf``."""
-    from supertiny.compress.gptq import input_hessians
+    from supertiny.compress.gguf.gptq import input_hessians
 
     model, tok = ctx.load()
     batches = _calibration(ctx, tok)

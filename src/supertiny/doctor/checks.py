@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from supertiny import models
+from supertiny.core import models
 from supertiny.doctor import llama_build
 
 FIX_LLAMA = "supertiny doctor --fix   (or: python -m supertiny.doctor.llama_build)"

@@ -10,7 +10,7 @@ Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}`,
 (Prometheus text: requests by route and status, latency, requests in flight, running,
 waiting, refused and stopped, prompt and completion tokens; see `serve/metrics.py`).
 
-What the app does for every backend (`serve/backend.py`), in order (the steps of the chat
+What the app does for every backend (`runtime/backend.py`), in order (the steps of the chat
 route are `ChatService` in `serve/chat.py`):
 - with an API key (`api_key`, `serve/auth.py`), a request without `Authorization: Bearer KEY`
   is a 401 (`/health` and `/metrics` stay open);
@@ -32,7 +32,7 @@ route are `ChatService` in `serve/chat.py`):
 - a `BackendFailure` (the runtime broke: a llama.cpp decode error, a torch forward failure)
   is a 503 (code "backend_failed"), marks the server failed for `/health`, and every later
   request is refused with the same 503: restart the server;
-- tool calls are parsed out of the generated text with `supertiny.toolcalls.parse` when the
+- tool calls are parsed out of the generated text with `supertiny.core.toolcalls.parse` when the
   request has tools (and `tool_choice` is not "none"): calls become `message.tool_calls`
   (arguments as a JSON string), leftover text the `content`, and `finish_reason` is
   "tool_calls" (unless the output was cut: "length");
@@ -62,8 +62,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from supertiny.runtime.backend import Backend
 from supertiny.serve.auth import BearerAuth
-from supertiny.serve.backend import Backend
 from supertiny.serve.chat import ChatService
 from supertiny.serve.errors import install_error_handlers, unknown_model
 from supertiny.serve.limits import DEFAULT_LIMITS, Limits

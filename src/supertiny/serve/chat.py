@@ -20,7 +20,7 @@
    text); in a stream, whose status is already 200, an error arrives as a last
    `{"error": ...}` event.
 
-Exercised by `python -m pytest tests/unit/test_serve.py tests/unit/test_serve_limits.py -q`.
+Exercised by `python -m pytest tests/unit/serve/test_serve.py tests/unit/serve/test_serve_limits.py -q`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from supertiny.runtime.backend import (
+    Backend,
+    BackendFailure,
+    ChatRequest,
+    ContextLengthError,
+    Generation,
+)
 from supertiny.serve.admission import (
     Admission,
     ClientGone,
@@ -47,13 +54,6 @@ from supertiny.serve.admission import (
     DeadlineExceeded,
     QueueFull,
     Slot,
-)
-from supertiny.serve.backend import (
-    Backend,
-    BackendFailure,
-    ChatRequest,
-    ContextLengthError,
-    Generation,
 )
 from supertiny.serve.errors import (
     APIError,

@@ -3,7 +3,7 @@
 `APIError` is an error answered with such a body (and optional headers, e.g. `Retry-After`);
 `error_for` maps what a backend or the request checks raise to one; `install_error_handlers`
 makes every error of the app (a bad field, an unknown route, a crash) answer this way.
-Exercised by `python -m pytest tests/unit/test_serve.py tests/unit/test_serve_limits.py -q`.
+Exercised by `python -m pytest tests/unit/serve/test_serve.py tests/unit/serve/test_serve_limits.py -q`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from supertiny.serve.backend import ContextLengthError, PromptError
+from supertiny.runtime.backend import ContextLengthError, PromptError
 from supertiny.serve.limits import LimitError
 from supertiny.serve.protocol import FIELD_NAMES, RequestError
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from supertiny.serve.backend import ChatRequest
+from supertiny.runtime.backend import ChatRequest
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class TaskProfile:
     @classmethod
     def load(cls, task_path: str | Path) -> TaskProfile:
         """The profile of the task file at ``task_path`` (a ``ConfigError`` names bad keys)."""
-        from supertiny.task import Task
+        from supertiny.core.task import Task
 
         task = Task.load(task_path)
         return cls(

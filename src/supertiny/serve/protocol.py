@@ -17,7 +17,7 @@ Before any of that, the request is held to the server's `Limits` (`serve/limits.
 number of messages and tools, and the size, depth and repetition bounds of every schema in it,
 so that nothing (not even the JSON-schema check) walks a schema that is too large.
 
-Exercised by `python -m pytest tests/unit/test_serve.py -q`.
+Exercised by `python -m pytest tests/unit/serve/test_serve.py -q`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from supertiny.serve.backend import ChatRequest, SamplingParams
+from supertiny.runtime.backend import ChatRequest, SamplingParams
 from supertiny.serve.limits import DEFAULT_LIMITS, Limits, check_counts, check_schema
 
 MAX_N = 16

@@ -1,8 +1,8 @@
 """OpenAI response objects for generated text: `chat.completion` and its stream chunks.
 
 Shared by every backend: the text a backend generated becomes an assistant message
-here, with tool calls read by `supertiny.toolcalls.parse` when the request had tools.
-Exercised by `python -m pytest tests/unit/test_serve.py -q`.
+here, with tool calls read by `supertiny.core.toolcalls.parse` when the request had tools.
+Exercised by `python -m pytest tests/unit/serve/test_serve.py -q`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 import uuid
 from typing import Any
 
-from supertiny.serve.backend import Generation
-from supertiny.toolcalls import parse
+from supertiny.core.toolcalls import parse
+from supertiny.runtime.backend import Generation
 
 
 class Meta:
@@ -28,7 +28,7 @@ class Meta:
 def assistant_message(text: str, tools_active: bool) -> dict[str, Any]:
     """The OpenAI assistant message for generated `text`.
 
-    With tools, calls found by `supertiny.toolcalls.parse` become `tool_calls` and the
+    With tools, calls found by `supertiny.core.toolcalls.parse` become `tool_calls` and the
     text around them the `content` (None if there is none); text that is no call (or
     a call that does not parse) is returned whole as `content`.
     """

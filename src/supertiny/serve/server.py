@@ -1,12 +1,13 @@
 """`supertiny serve`: load a model into a backend and serve it over HTTP (blocking).
 
     supertiny serve --model student --port 8000          # the CLI verb (wired in cli.py)
-    python -m supertiny.serve --model student --port 8000  # the same, as a module
+    python -m supertiny.serve --model student --port 8000  # the same, as a module (`main`)
 
-`serve()` loads the model with the backend named in `BACKENDS` (by default a checkpoint
-folder goes to the torch backend, and a GGUF path or a bundled alias such as "teacher" or
-"student", resolved by `supertiny.models.resolve_gguf`, to llama.cpp), and runs the app of
-`serve/app.py` under uvicorn until interrupted (Ctrl-C or SIGTERM), then frees the model.
+`serve()` loads the model with the backend named in `BACKENDS` (`runtime/backends.py`: by
+default a checkpoint folder goes to the torch backend, and a GGUF path or a bundled alias
+such as "teacher" or "student", resolved by `supertiny.core.models.resolve_gguf`, to
+llama.cpp), and runs the app of `serve/app.py` under uvicorn until interrupted (Ctrl-C or
+SIGTERM), then frees the model. `main(argv)` is `python -m supertiny.serve`.
 
 Limits and the key (`serve/limits.py`, `serve/auth.py`):
 
@@ -20,38 +21,15 @@ torch). The key comes from `--api-key`, else from the environment variable
 
 from __future__ import annotations
 
-import importlib
+import argparse
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
+from supertiny.runtime.backends import BACKENDS, load_backend, pick_backend
 from supertiny.serve.auth import ENV_VAR
 from supertiny.serve.limits import Limits
-
-BACKENDS: dict[str, str] = {
-    "llamacpp": "supertiny.serve.llamacpp:LlamaCppBackend",
-    "torch": "supertiny.serve.torch_backend:TorchBackend",
-}
-"""Backend name -> "module:Class"; each class is built as `cls(model_path, n_ctx=...,
-n_threads=...)` and imports its runtime (llama-cpp-python, torch) only when built."""
-
-
-def backend_class(name: str) -> type:
-    """The class registered as `name` in `BACKENDS`."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
-    module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def pick_backend(model: str, backend: str = "auto") -> str:
-    """The backend for `model`: `backend` unless it is "auto"; then "torch" for a folder (a
-    transformers or torchao checkpoint), "llamacpp" for a GGUF file or a bundled alias."""
-    if backend != "auto":
-        return backend
-    return "torch" if Path(model).expanduser().is_dir() else "llamacpp"
 
 
 def default_concurrency(backend: str, max_batch_size: int = 8) -> int:
@@ -59,18 +37,6 @@ def default_concurrency(backend: str, max_batch_size: int = 8) -> int:
     lock per generation (more admitted requests would only queue on it, each holding a thread);
     the torch backend decodes up to `max_batch_size` requests in one batch."""
     return max(1, max_batch_size) if backend == "torch" else 1
-
-
-def load_backend(
-    model: str, backend: str = "auto", n_ctx: int = 4096, n_threads=None, **options: Any
-):
-    """Resolve `model` (alias, GGUF path or checkpoint folder) and load it into a backend."""
-    from supertiny.models import resolve_gguf
-
-    name = pick_backend(model, backend)
-    cls = backend_class(name)
-    path = Path(model).expanduser() if name == "torch" else resolve_gguf(model)
-    return cls(path, n_ctx=n_ctx, n_threads=n_threads, **options)
 
 
 def default_name(model: str) -> str:
@@ -186,7 +152,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--strict-model", action="store_true", help="answer 404 to another model name"
     )
-    from supertiny.serve.process import WatchParent
+    from supertiny.runtime.process import WatchParent
 
     parser.add_argument(
         "--parent-pid",
@@ -250,7 +216,7 @@ def limits_from_args(args) -> Limits:
 
 def serve_from_args(args) -> int:
     """Run `serve` with parsed `add_arguments` options; a model that cannot load exits 1."""
-    from supertiny.config import ConfigError
+    from supertiny.core.errors import SupertinyError
 
     try:
         serve(
@@ -268,7 +234,21 @@ def serve_from_args(args) -> int:
             limits=limits_from_args(args),
             api_key=args.api_key or os.environ.get(ENV_VAR) or None,
         )
-    except (OSError, ValueError, ImportError, ConfigError) as exc:
+    except (OSError, ValueError, ImportError, SupertinyError) as exc:
         print(f"supertiny serve: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m supertiny.serve ...`: the same options, output and exit codes as
+    `supertiny serve ...` (SIGTERM is uvicorn's graceful shutdown)."""
+    from supertiny.core.exits import configure_logging, run_verb
+
+    parser = argparse.ArgumentParser(
+        prog="supertiny serve", description=(__doc__ or "").splitlines()[0]
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging(verbose=False)
+    return run_verb(serve_from_args, args, own_sigterm=True)

@@ -1,0 +1,48 @@
+"""Tool calls, the one definition of "a call" and of "right": ``from supertiny.core import toolcalls``.
+
+- ``read.py``: ``ToolCall``, ``Parsed``, ``parse`` (any model output -> calls; never raises),
+  ``extract`` and ``loads_lenient`` (calls inside text, lenient JSON);
+- ``schema.py``: a function's parameter schema, ``coerce`` (values the schema types) and
+  ``validate`` (``jsonschema``);
+- ``match.py``: canonical form, ``exact_match``, ``argument_prf``, the Sim-RL ``similarity``
+  and ``score``, which the Task, voting, rewards, evaluation and the server all call.
+
+This package re-exports the names of ``match.__all__`` (its public API). The files are not
+named ``parse.py`` and ``score.py``: a module would then share its name with the function
+the package re-exports, and ``import supertiny.core.toolcalls.parse as m`` would give the
+function.
+
+    python -m pytest tests/unit/core/test_toolcalls.py -q
+"""
+
+from supertiny.core.toolcalls.match import (
+    Parsed,
+    Score,
+    ToolCall,
+    argument_prf,
+    canonical_key,
+    canonicalize,
+    coerce,
+    exact_match,
+    parse,
+    rouge_l_f,
+    score,
+    similarity,
+    validate,
+)
+
+__all__ = [
+    "Parsed",
+    "Score",
+    "ToolCall",
+    "argument_prf",
+    "canonical_key",
+    "canonicalize",
+    "coerce",
+    "exact_match",
+    "parse",
+    "rouge_l_f",
+    "score",
+    "similarity",
+    "validate",
+]

@@ -1,1 +1,0 @@
-"""Stage 1: the teacher — an LLM behind an OpenAI-compatible endpoint that labels the task."""
