@@ -15,11 +15,11 @@ teacher as an assistant turn and one ``tool`` message per call (``DRY_RUN_OK`` o
 ``error: <reason>.`` + ``DRY_RUN_RETRY``), and its next final turn is the whole answer; a
 call still invalid at the last step ends the sample with ``error_kind = "dry_run"`` (trace
 key ``dry_run_errors``), as does a dry-run that fails (raises other than ``ValueError``,
-times out). A turn that mixes helper and final calls runs the helpers and asks again (on
-the last step its final calls are the answer), with its final calls left out of the
-conversation (trace key ``dropped_final_calls``): measured
-on smart_home with the bundled 1.5B teacher, answering them "not carried out" instead made
-the teacher give up (``no_action``) in 7 of 40 inputs.
+times out); such a sample's calls still make a DPO ``rejected`` output. A turn that mixes
+helper and final calls runs the helpers and asks again (on the last step its final calls are
+the answer), with its final calls left out of the conversation (trace key
+``dropped_final_calls``): measured on smart_home with the bundled 1.5B teacher, answering
+them "not carried out" instead made the teacher give up (``no_action``) in 7 of 40 inputs.
 
 Exercised by ``supertiny label TASK.yaml`` (see ``label/stage.py``).
 """
@@ -139,9 +139,9 @@ def _dry_run_feedback(
 async def _dry_run(
     task: Task, calls: list[toolcalls.ToolCall], content: str | None, entry: dict, last_step: bool
 ) -> tuple[str | None, list[dict]]:
-    """Dry-run a final turn: (why the sample is rejected, or None; messages to correct it).
-
-    Both empty: every call can be carried out. Messages only: some cannot, and steps remain.
+    """Dry-run a final turn: ``(None, [])`` when every call can be carried out (or the task
+    has no dry-runs); ``(None, messages)`` when some cannot and steps remain (the turn and
+    its verdicts, for the teacher to correct); ``(reason, [])`` when the sample is rejected.
     """
     if not task.dry_runs:
         return None, []
