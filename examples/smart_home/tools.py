@@ -9,6 +9,12 @@ feeds back to it as the tool result.
 
     python examples/smart_home/tools.py find_devices '{"room": "kitchen", "device_type": "light"}'
     python examples/smart_home/tools.py resolve_time '{"expression": "quarter to seven"}'
+    python examples/smart_home/tools.py set_volume '{"device_id": "light.kitchen_ceiling", "level": 5}'
+
+The final tools' dry-runs (functions named like the final tools in tools.json) check a call
+against the home without carrying it out, raising ValueError for one it cannot carry out;
+``tool_schemas`` makes every ``device_id`` an enum of the devices able to do the call. The
+task turns both on (task.yaml: ``helpers.dry_run``, ``helpers.schemas``); README.md says how.
 """
 
 from __future__ import annotations
@@ -285,6 +291,122 @@ def resolve_time(expression: str) -> dict[str, Any]:
     return _sibling("timeparse").parse(expression)
 
 
+# ----- dry-runs of the final tools (task.yaml: helpers.dry_run) -----------------------------
+# A function named like a final tool checks a call against the home without carrying it out:
+# it returns for a call the home can carry out and raises ValueError, with a message written
+# for the teacher, for one it cannot. The label stage sends that message back to the teacher.
+CAPABILITY: dict[str, str | None] = {
+    "set_power": "power",
+    "set_brightness": "brightness",
+    "set_color": "color",
+    "set_temperature": "temperature",
+    "media_control": "playback",
+    "set_volume": "volume",
+    "set_media_source": "source",
+    "set_cover_position": "position",
+    "set_lock": "lock",
+    "get_status": None,
+}
+"""The capability a device needs for each final tool that takes a ``device_id`` (None: any)."""
+TEMPERATURE_RANGE = (10, 30)
+
+
+def _check_device(tool: str, device_id: str) -> dict[str, Any]:
+    """The device of a call, if it exists and has the capability ``tool`` needs."""
+    with closing(_connect()) as conn:
+        devices = _devices(conn)
+    by_id = {d["device_id"]: d for d in devices}
+    device = by_id.get(device_id)
+    if device is None:
+        close = difflib.get_close_matches(str(device_id), list(by_id), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown device_id '{device_id}'.{hint} Use find_devices to look up ids")
+    need = CAPABILITY[tool]
+    if need is not None and need not in device["capabilities"]:
+        able = [
+            d["device_id"]
+            for d in devices
+            if d["_room"] == device["_room"] and need in d["capabilities"]
+        ]
+        hint = (
+            f"; in the same room, {', '.join(able)} can" if able else "; nothing in that room can"
+        )
+        raise ValueError(
+            f"{device_id} cannot do {tool} (its capabilities: "
+            f"{', '.join(device['capabilities'])}){hint}"
+        )
+    return device
+
+
+def set_power(device_id: str, on: bool) -> None:
+    _check_device("set_power", device_id)
+
+
+def set_brightness(device_id: str, level: int) -> None:
+    _check_device("set_brightness", device_id)
+
+
+def set_color(device_id: str, color: str) -> None:
+    _check_device("set_color", device_id)
+
+
+def set_temperature(device_id: str, temperature: float) -> None:
+    _check_device("set_temperature", device_id)
+    low, high = TEMPERATURE_RANGE
+    if not low <= temperature <= high:
+        raise ValueError(f"temperature must be within {low}-{high} °C, got {temperature}")
+
+
+def media_control(device_id: str, action: str) -> None:
+    _check_device("media_control", device_id)
+
+
+def set_volume(device_id: str, level: int) -> None:
+    _check_device("set_volume", device_id)
+
+
+def set_media_source(device_id: str, source: str) -> None:
+    _check_device("set_media_source", device_id)
+    sources = get_device_state(device_id).get("sources", [])
+    if source not in sources:
+        raise ValueError(f"{device_id} has no source '{source}'; its sources: {', '.join(sources)}")
+
+
+def set_cover_position(device_id: str, position: int) -> None:
+    _check_device("set_cover_position", device_id)
+
+
+def set_lock(device_id: str, locked: bool) -> None:
+    _check_device("set_lock", device_id)
+
+
+def get_status(device_id: str) -> None:
+    _check_device("get_status", device_id)
+
+
+# ----- schemas from the environment (task.yaml: helpers.schemas) ------------------------------
+def tool_schemas(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The final tools with each ``device_id`` an ``enum`` of the devices that can do the call.
+
+    A grammar-constrained teacher or student then cannot write an id that does not exist, or
+    one whose device lacks the capability (48 ids for set_power, 22 for set_brightness, 3 for
+    set_lock, all 58 for get_status). The id ``pattern`` is dropped: the enum is stricter.
+    """
+    with closing(_connect()) as conn:
+        devices = _devices(conn)
+    for tool in tools:
+        function = tool["function"]
+        prop = function["parameters"].get("properties", {}).get("device_id")
+        if prop is None:
+            continue
+        need = CAPABILITY.get(function["name"])
+        prop.pop("pattern", None)
+        prop["enum"] = [
+            d["device_id"] for d in devices if need is None or need in d["capabilities"]
+        ]
+    return tools
+
+
 def main(argv: list[str]) -> None:
     if len(argv) not in (1, 2) or argv[0] not in {
         "list_rooms",
@@ -292,8 +414,9 @@ def main(argv: list[str]) -> None:
         "get_device_state",
         "list_scenes",
         "resolve_time",
+        *CAPABILITY,
     }:
-        raise SystemExit("usage: tools.py HELPER ['{json arguments}']")
+        raise SystemExit("usage: tools.py HELPER|FINAL_TOOL ['{json arguments}']")
     print(
         json.dumps(globals()[argv[0]](**json.loads(argv[1] if len(argv) > 1 else "{}")), indent=2)
     )

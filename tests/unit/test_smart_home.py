@@ -6,6 +6,7 @@ import inspect
 import json
 import re
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import jsonschema
@@ -345,3 +346,106 @@ def test_readme_commands(tmp_path, capsys):
     capsys.readouterr()
     tools.main(["find_devices", '{"room": "kitchen", "device_type": "light"}'])
     assert len(json.loads(capsys.readouterr().out)) == 3
+    with pytest.raises(ValueError, match="light.kitchen_ceiling cannot do set_volume"):
+        tools.main(["set_volume", '{"device_id": "light.kitchen_ceiling", "level": 5}'])
+    tools.main(["set_volume", '{"device_id": "media.kitchen_speaker", "level": 5}'])
+    assert json.loads(capsys.readouterr().out) is None
+
+
+# ----- verified labels: the final tools' dry-runs and the generated schemas ---------------------
+def test_the_dry_runs_cover_every_final_tool_with_a_device(final_tools):
+    assert tools.CAPABILITY == CAPABILITY | {"get_status": None}
+    with_device = {n for n, s in final_tools.items() if "device_id" in s["properties"]}
+    assert with_device == set(tools.CAPABILITY)
+    for name in tools.CAPABILITY:
+        assert list(inspect.signature(getattr(tools, name)).parameters) == list(
+            final_tools[name]["properties"]
+        ), name
+
+
+@pytest.mark.parametrize(
+    "tool, arguments, message",
+    [
+        (
+            "set_power",
+            {"device_id": "light.porch_floor_lamp", "on": True},
+            r"unknown device_id 'light\.porch_floor_lamp'\. Did you mean: "
+            r"light\.living_room_floor_lamp, .*Use find_devices",
+        ),
+        ("get_status", {"device_id": "lock.front_door"}, r"unknown device_id 'lock\.front_door'"),
+        (
+            "set_volume",
+            {"device_id": "light.kitchen_ceiling", "level": 5},
+            r"light\.kitchen_ceiling cannot do set_volume \(its capabilities: power, brightness\); "
+            r"in the same room, media\.kitchen_speaker can",
+        ),
+        (
+            "set_lock",
+            {"device_id": "light.office_ceiling", "locked": True},
+            r"cannot do set_lock .*; nothing in that room can",
+        ),
+        (
+            "set_media_source",
+            {"device_id": "media.kitchen_speaker", "source": "hdmi"},
+            r"media\.kitchen_speaker has no source 'hdmi'; its sources: ",
+        ),
+        (
+            "set_temperature",
+            {"device_id": "climate.office", "temperature": 35},
+            r"temperature must be within 10-30 °C, got 35",
+        ),
+    ],
+)
+def test_dry_runs_reject_impossible_calls_with_a_reason(tool, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        getattr(tools, tool)(**arguments)
+
+
+def test_every_gold_call_passes_its_dry_run_and_the_generated_schemas(splits):
+    schemas = {
+        t["function"]["name"]: t["function"]["parameters"]
+        for t in tools.tool_schemas(json.loads((EXAMPLE / "tools.json").read_text()))
+    }
+    for r in splits[0] + splits[1]:
+        for call in r["gold"]["tool_calls"]:
+            _validate(schemas, call["name"], call["arguments"])
+            if call["name"] in tools.CAPABILITY:
+                assert getattr(tools, call["name"])(**call["arguments"]) is None, _text(r)
+
+
+def test_tool_schemas_make_ids_an_enum_of_the_capable_devices(final_tools):
+    original = json.loads((EXAMPLE / "tools.json").read_text())
+    rewritten = {t["function"]["name"]: t["function"] for t in tools.tool_schemas(original)}
+    with closing(sqlite3.connect(tools.db_path())) as conn:
+        rows = conn.execute("SELECT device_id, capabilities FROM devices").fetchall()
+    capable = {
+        name: sorted(d for d, caps in rows if need is None or need in json.loads(caps))
+        for name, need in tools.CAPABILITY.items()
+    }
+    for name in tools.CAPABILITY:
+        prop = rewritten[name]["parameters"]["properties"]["device_id"]
+        assert sorted(prop["enum"]) == capable[name] and "pattern" not in prop
+    assert len(capable["get_status"]) == 58
+    assert capable["set_lock"] == [
+        "lock.garage_side_door",
+        "lock.hallway_front_door",
+        "lock.kitchen_back_door",
+    ]
+    assert rewritten["set_timer"]["parameters"] == final_tools["set_timer"]
+
+
+def test_the_task_turns_verification_on():
+    from supertiny.core.task import Task
+
+    task = Task.load(EXAMPLE / "task.yaml")
+    assert task.spec.helpers.dry_run and task.spec.helpers.schemas == "tool_schemas"
+    assert set(task.dry_runs) == set(tools.CAPABILITY)
+    enum = {t["function"]["name"]: t["function"]["parameters"] for t in task.tools}
+    assert len(enum["set_power"]["properties"]["device_id"]["enum"]) == 48
+    assert task.dry_run("set_power", {"device_id": "light.kitchen_ceiling", "on": True}) is None
+    assert task.dry_run("set_volume", {"device_id": "light.kitchen_ceiling", "level": 5}) == (
+        "set_volume: light.kitchen_ceiling cannot do set_volume (its capabilities: power, "
+        "brightness); in the same room, media.kitchen_speaker can"
+    )
+    invalid = {"tool_calls": [{"name": "set_power", "arguments": {"device_id": "x.y", "on": True}}]}
+    assert not task.evaluate(invalid, invalid).valid  # the scorer sees the enum too

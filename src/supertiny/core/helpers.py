@@ -49,7 +49,15 @@ def import_file(path: Path, module_name: str, reuse: bool = True):
 
 
 class ToolError(SupertinyError, RuntimeError):
-    """A helper tool raised, hung or was called wrongly; the message is fed back to the teacher."""
+    """A helper tool raised, hung or was called wrongly; the message is fed back to the teacher.
+
+    ``invalid`` is True when the function itself raised a ``ValueError`` (its verdict on the
+    arguments: the contract of a final tool's dry-run), False for every other failure (another
+    exception, a timeout, a dead process, arguments that do not fit or are not JSON)."""
+
+    def __init__(self, message: str, invalid: bool = False):
+        super().__init__(message)
+        self.invalid = invalid
 
 
 HELPER_START_TIMEOUT_S = 60.0  # Python start-up + importing supertiny and the helper module
@@ -88,8 +96,11 @@ class HelperProcess:
         self._stop_child: weakref.finalize | None = None
         self._lock = threading.Lock()
 
-    def call(self, name: str, arguments: dict[str, Any], timeout_s: float) -> Any:
-        """``name(**arguments)`` in the child; a raise, a hang or a dead child is a ``ToolError``."""
+    def call(
+        self, name: str, arguments: dict[str, Any], timeout_s: float, what: str = "helper"
+    ) -> Any:
+        """``name(**arguments)`` in the child; a raise, a hang or a dead child is a ``ToolError``
+        (``what`` names the call in the timeout message: "helper NAME timed out after N s")."""
         try:
             request = json.dumps({"name": name, "arguments": arguments})
         except (TypeError, ValueError) as exc:
@@ -98,9 +109,9 @@ class HelperProcess:
             if self._process is None or self._process.poll() is not None:
                 self._start(name)
             self._send(request)
-            reply = self._receive(name, timeout_s, f"helper {name} timed out after {timeout_s:g} s")
+            reply = self._receive(name, timeout_s, f"{what} {name} timed out after {timeout_s:g} s")
         if "error" in reply:
-            raise ToolError(f"{name} failed: {reply['error']}")
+            raise ToolError(f"{name} failed: {reply['error']}", bool(reply.get("invalid")))
         return reply["result"]
 
     def stop(self) -> None:
@@ -187,10 +198,14 @@ def helper_worker_main(path: str, module_name: str) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            reply = {"result": getattr(module, request["name"])(**request["arguments"])}
-            text = json.dumps(reply)
+            result = getattr(module, request["name"])(**request["arguments"])
         except BaseException as exc:  # SystemExit too: a helper cannot end the worker by raising
-            text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            text = _error_line(exc, invalid=isinstance(exc, ValueError))
+        else:
+            try:
+                text = json.dumps({"result": result})
+            except BaseException as exc:  # a result that is not JSON is the helper's fault
+                text = _error_line(exc, invalid=False)
         replies.write(text + "\n")
         replies.flush()
 
@@ -198,3 +213,8 @@ def helper_worker_main(path: str, module_name: str) -> None:
 def _reply(replies: Any, message: dict[str, Any]) -> None:
     replies.write(json.dumps(message) + "\n")
     replies.flush()
+
+
+def _error_line(exc: BaseException, invalid: bool) -> str:
+    """A reply for a call that failed; ``invalid``: the function raised ``ValueError``."""
+    return json.dumps({"error": f"{type(exc).__name__}: {exc}", "invalid": invalid})

@@ -28,6 +28,10 @@ What runs when:
   arguments, one call at a time. A call that raises, runs past ``helpers.timeout_s`` (the
   process is killed and started again for the next call) or ends the process becomes an
   ``error: ...`` tool result that goes back to the teacher and into the record's trace.
+  With ``helpers.dry_run: true`` the teacher's final calls are dry-run there too, by the
+  module's functions named like the final tools, under the same timeout.
+- every command that loads the task: a ``helpers.schemas`` hook runs once, in this process,
+  and rewrites the final tools' schemas from the environment.
 - ``supertiny serve --task``, ``train``, ``compress``, ``eval``: they load the task, so the
   module is imported (its import-time code runs); no helper is called.
 
@@ -37,6 +41,7 @@ would a web handler: check their arguments, and give them no more reach than the
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from collections.abc import Callable, Iterator
@@ -92,7 +97,26 @@ class Helpers(cfg.Section):
         gt=0,
         le=600,
         description="Longest one helper call may run, in seconds; past it the call is stopped "
-        "and the teacher gets the error 'helper NAME timed out after N s'.",
+        "and the teacher gets the error 'helper NAME timed out after N s'. Bounds the final "
+        "tools' dry-runs too.",
+    )
+    dry_run: bool = Field(
+        False,
+        description="Check the teacher's final calls against the environment before they are "
+        "accepted: a function in `module` named like a final tool dry-runs a call (in the "
+        "helper process, bounded by `timeout_s`) and raises ValueError, with a message for the "
+        "teacher, for one that cannot be carried out. The error goes back to the teacher, "
+        "which may correct itself within `teacher.max_steps`; a call still invalid at the "
+        "last step, or a dry-run that raises anything else or times out, rejects the sample "
+        "(reason kind `dry_run`). Final tools without such a function are not checked.",
+    )
+    schemas: str | None = Field(
+        None,
+        description="Name of a function in `module` that takes the final tools (a copy of "
+        "the OpenAI list) and returns them rewritten from the environment, e.g. an id "
+        "argument made an `enum` of the ids that exist. Applied once at load and validated "
+        "again; the teacher's and student's grammars, their prompts and the scorer all see "
+        "the result. Tool names and their order must stay as they are.",
     )
 
 
@@ -176,6 +200,38 @@ def _load_tools(value: str | ToolList, base: Path, where: str) -> ToolList:
     return _check_tools(value, where)
 
 
+def _rewrite_schemas(module: Any, hook_name: str, tools: ToolList, where: str) -> ToolList:
+    """The final tools as the task module's schema hook rewrites them, validated again."""
+    hook = getattr(module, hook_name, None)
+    if not callable(hook):
+        raise cfg.ConfigError(f"{where}: no function '{hook_name}' in {module.__file__}")
+    where = f"{where} ({Path(module.__file__).name}:{hook_name})"
+    try:
+        rewritten = hook(copy.deepcopy(tools))
+    except Exception as exc:  # a broken hook: say which one and why
+        raise cfg.ConfigError(f"{where}: raised {type(exc).__name__}: {exc}") from exc
+    out = _check_tools(rewritten, where)
+    before, after = [t["function"]["name"] for t in tools], [t["function"]["name"] for t in out]
+    if after != before:
+        raise cfg.ConfigError(
+            f"{where}: must keep the final tools' names and order {before}, returned {after}"
+        )
+    return out
+
+
+def _dry_run_functions(
+    module: Any, final_names: list[str], where: str
+) -> dict[str, Callable[..., Any]]:
+    """The module's functions named like a final tool: the dry-runs ``helpers.dry_run`` asks for."""
+    found = {n: getattr(module, n) for n in final_names if callable(getattr(module, n, None))}
+    if not found:
+        raise cfg.ConfigError(
+            f"{where}: true, but {module.__file__} has no function named like a final tool "
+            f"({', '.join(final_names)})"
+        )
+    return found
+
+
 def _load_module(path: Path, module_name: str, where: str):
     if not path.is_file():
         raise cfg.ConfigError(f"{where}: helper module not found: {path}")
@@ -200,6 +256,7 @@ class Task:
         self.helper_tools: ToolList = []
         self.helpers: dict[str, Callable[..., Any]] = {}
         self._helper_process: HelperProcess | None = None
+        self.dry_runs: dict[str, Callable[..., Any]] = {}
         if spec.helpers is not None:
             self.helper_tools = _load_tools(
                 spec.helpers.tools, self.root, f"{self.path}: helpers.tools"
@@ -216,6 +273,14 @@ class Task:
                         f"{self.path}: helpers.tools: '{name}' has no function of that name in {module.__file__}"
                     )
                 self.helpers[name] = fn
+            if spec.helpers.schemas is not None:
+                self.tools = _rewrite_schemas(
+                    module, spec.helpers.schemas, self.tools, f"{self.path}: helpers.schemas"
+                )
+            if spec.helpers.dry_run:
+                self.dry_runs = _dry_run_functions(
+                    module, self.final_names, f"{self.path}: helpers.dry_run"
+                )
         clash = set(self.final_names) & set(self.helpers)
         if clash:
             raise cfg.ConfigError(f"{self.path}: {sorted(clash)} are both final and helper tools")
@@ -262,6 +327,34 @@ class Task:
         except TypeError as exc:
             raise ToolError(f"{name}: {exc}") from None
         return process.call(name, arguments, settings.timeout_s)
+
+    def dry_run(self, name: str, arguments: dict[str, Any]) -> str | None:
+        """Check a final call against the environment without carrying it out.
+
+        None when the call can be carried out (or the tool has no dry-run); the reason when it
+        cannot: arguments that do not fit the function, or the ``ValueError`` it raised. Runs
+        in the helper process, bounded by ``helpers.timeout_s``; a dry-run that fails in any
+        other way (another exception, a timeout, a dead process) raises ``ToolError``, as the
+        verdict is then unknown. Blocks: async code runs it with ``asyncio.to_thread``.
+        """
+        fn, settings, process = self.dry_runs.get(name), self.spec.helpers, self._helper_process
+        if fn is None or settings is None or process is None:
+            return None
+        if not isinstance(arguments, dict):
+            return f"{name}: arguments must be an object"
+        try:
+            inspect.signature(fn).bind(**arguments)
+        except TypeError as exc:
+            return f"{name}: {exc}"
+        try:
+            process.call(name, arguments, settings.timeout_s, what="dry-run of")
+        except ToolError as exc:
+            if not exc.invalid:
+                raise
+            # "NAME failed: ValueError: why" -> "NAME: why"
+            detail = str(exc).removeprefix(f"{name} failed: ").partition(": ")[2]
+            return f"{name}: {detail}"
+        return None
 
     def _check_few_shot(self, messages: list[dict[str, Any]], where: str) -> None:
         known = {t["function"]["name"]: t for t in self.teacher_tools}

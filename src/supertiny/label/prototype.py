@@ -5,9 +5,21 @@ helper and final tools. Helper calls really run (``Task.run_helper``, in the tas
 process, each bounded by ``helpers.timeout_s``, in a thread so that the event loop and the
 other inputs' requests go on) and their results go back to the model as ``tool`` messages:
 a helper that raises or times out gives an ``error: ...`` result, which the teacher reads
-like any other. The first turn that names a final tool ends the pipeline with those calls
-(or a plain answer where the task allows one). Steps are bounded by ``teacher.max_steps``
-and every step, with its helper results, is kept in the trace.
+like any other. The first turn that names only final tools ends the pipeline with those
+calls (or a plain answer where the task allows one). Steps are bounded by
+``teacher.max_steps`` and every step, with its helper results, is kept in the trace.
+
+Verified labels (task key ``helpers.dry_run``): a final turn is first dry-run against the
+environment (``Task.dry_run``). If a call cannot be carried out, the turn goes back to the
+teacher as an assistant turn and one ``tool`` message per call (``DRY_RUN_OK`` or
+``error: <reason>.`` + ``DRY_RUN_RETRY``), and its next final turn is the whole answer; a
+call still invalid at the last step ends the sample with ``error_kind = "dry_run"`` (trace
+key ``dry_run_errors``), as does a dry-run that fails (raises other than ``ValueError``,
+times out); such a sample's calls still make a DPO ``rejected`` output. A turn that mixes
+helper and final calls runs the helpers and asks again (on the last step its final calls are
+the answer), with its final calls left out of the conversation (trace key
+``dropped_final_calls``): measured on smart_home with the bundled 1.5B teacher, answering
+them "not carried out" instead made the teacher give up (``no_action``) in 7 of 40 inputs.
 
 Exercised by ``supertiny label TASK.yaml`` (see ``label/stage.py``).
 """
@@ -39,6 +51,7 @@ class PipelineResult:
     requests: int = 0
     cached: int = 0
     logprobs: list | None = None
+    error_kind: str | None = None  # "dry_run": the environment rejected the calls
 
     @property
     def ok(self) -> bool:
@@ -100,6 +113,52 @@ async def _run_helpers(
     return messages, results
 
 
+DRY_RUN_OK = "ok (checked, not yet carried out)"
+DRY_RUN_RETRY = (
+    " Nothing was carried out. Reply with the complete corrected set of final calls "
+    "(look up what you need first)."
+)
+
+
+def _dry_run_feedback(
+    calls: list[toolcalls.ToolCall], verdicts: list[str | None], step: int, content: str | None
+) -> list[dict]:
+    """The checked turn and one tool message per call (its verdict), for the teacher to correct."""
+    tool_messages = [
+        {
+            "role": "tool",
+            "tool_call_id": f"call_{step}_{i}",
+            "name": call.name,
+            "content": DRY_RUN_OK if verdict is None else f"error: {verdict}.{DRY_RUN_RETRY}",
+        }
+        for i, (call, verdict) in enumerate(zip(calls, verdicts, strict=True))
+    ]
+    return [_assistant_message(calls, content, step), *tool_messages]
+
+
+async def _dry_run(
+    task: Task, calls: list[toolcalls.ToolCall], content: str | None, entry: dict, last_step: bool
+) -> tuple[str | None, list[dict]]:
+    """Dry-run a final turn: ``(None, [])`` when every call can be carried out (or the task
+    has no dry-runs); ``(None, messages)`` when some cannot and steps remain (the turn and
+    its verdicts, for the teacher to correct); ``(reason, [])`` when the sample is rejected.
+    """
+    if not task.dry_runs:
+        return None, []
+    try:
+        verdicts = [await asyncio.to_thread(task.dry_run, c.name, c.arguments) for c in calls]
+    except ToolError as exc:
+        entry["dry_run_failed"] = str(exc)
+        return f"dry-run failed: {exc}", []
+    errors = [v for v in verdicts if v]
+    if not errors:
+        return None, []
+    entry["dry_run_errors"] = errors
+    if last_step:
+        return "dry-run: " + "; ".join(errors), []
+    return None, _dry_run_feedback(calls, verdicts, entry["step"], content)
+
+
 REASK = (
     "Your last reply contained no function call. Reply with the function call(s) that "
     "complete the request, using the tools provided."
@@ -129,8 +188,11 @@ async def run_pipeline(
 
     A turn with neither a readable call nor an allowed plain answer (small teachers sometimes
     return an empty turn) is answered with ``REASK`` up to ``reasks`` times, within the step
-    budget; the trace marks it. Never raises for model misbehaviour (garbage, unknown tools, too many steps): those end
-    the run with ``error`` set. Transport failures (``TeacherError``) propagate.
+    budget; the trace marks it. A final turn is dry-run where the task has dry-runs, and a
+    turn mixing helper and final calls runs the helpers and asks again (on the last step its
+    final calls are the answer): see the module docstring. Never raises for model
+    misbehaviour (garbage, unknown tools, invalid calls, too many steps): those end the run
+    with ``error`` set. Transport failures (``TeacherError``) propagate.
     """
     conversation = task.teacher_messages(messages)
     tools = task.teacher_tools
@@ -167,13 +229,23 @@ async def run_pipeline(
             return result
         finals = [c for c in parsed.calls if task.is_final(c.name)]
         helpers = [c for c in parsed.calls if not task.is_final(c.name)]
-        if finals:
-            if helpers:
+        last_step = step + 1 >= task.spec.teacher.max_steps
+        if finals and (not helpers or last_step):
+            if helpers:  # no step left to ask again: the final calls are the answer
                 entry["ignored_helper_calls"] = [c.to_dict() for c in helpers]
+            rejected, feedback = await _dry_run(task, finals, parsed.content, entry, last_step)
+            if feedback:
+                conversation = conversation + feedback
+                continue
             result.calls, result.content = finals, parsed.content
-            result.logprobs = completion.logprobs
+            if rejected:
+                result.error, result.error_kind = f"step {step}: {rejected}", "dry_run"
+            else:
+                result.logprobs = completion.logprobs
             return result
         if helpers:
+            if finals:  # a mixed turn: look up first, then the teacher answers again
+                entry["dropped_final_calls"] = [c.to_dict() for c in finals]
             tool_messages, entry["tool_results"] = await _run_helpers(task, helpers, step)
             conversation = conversation + [
                 _assistant_message(helpers, parsed.content, step),

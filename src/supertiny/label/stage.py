@@ -4,6 +4,9 @@ For every unlabeled input (after de-duplication) the teacher's function-call pip
 up to ``quality.samples`` times (the first greedy, the rest at ``quality.temperature``,
 stopping early once the vote is decided); the majority canonical call wins if its agreement
 reaches ``quality.min_agreement`` and, when enabled, an LLM judge grades it high enough.
+Where the task dry-runs its final calls (``helpers.dry_run``), a sample counts only once the
+environment accepts its calls; an input whose every sample it rejected is rejected with the
+reason kind ``dry_run`` (``rejection_reasons`` in the report).
 
 Writes into ``<run>/label/``:
   labeled.jsonl      accepted records (``label`` = the voted call; ``meta`` = votes, trace, cost)
@@ -112,7 +115,7 @@ class Labeler:
         out = {**record, "meta": meta}
         if outcome.winner is None:
             out["meta"]["trace"] = drawn[0].result.trace
-            return out, ("invalid", "no valid sample: " + "; ".join(meta["problems"])[:500]), []
+            return out, _no_winner_reason(drawn, meta["problems"]), []
         winner = outcome.winner
         label = {
             "tool_calls": [c.to_dict() for c in winner.calls],
@@ -161,6 +164,15 @@ class Labeler:
                 raise _Stop(str(exc)) from exc
             log.warning("input %s failed, will be retried on the next run: %s", record["id"], exc)
             return None
+
+
+def _no_winner_reason(drawn: list[quality.Sample], problems: list[str]) -> tuple[str, str]:
+    """Why an input without a valid sample is rejected: ``dry_run`` when the environment
+    rejected every sample's calls (``helpers.dry_run``), else ``invalid``."""
+    text = "; ".join(problems)[:500]
+    if all(s.result.error_kind == "dry_run" for s in drawn):
+        return "dry_run", "the environment rejected every sample: " + text
+    return "invalid", "no valid sample: " + text
 
 
 async def _run_all(

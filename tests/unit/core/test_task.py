@@ -236,3 +236,75 @@ def test_an_empty_name_is_refused(task_dir, name):
     path = edit(task_dir, lambda d: d.update(name=name))
     with pytest.raises(ConfigError, match=r"task\.yaml: name: .*must not be empty"):
         Task.load(path)
+
+
+# ----- schemas generated from the environment (helpers.schemas) -------------------------------
+CITY_ENUM = """
+
+def city_enum(tools):
+    for tool in tools:
+        properties = tool["function"]["parameters"]["properties"]
+        if "city_id" in properties:
+            properties["city_id"]["enum"] = sorted(CITIES.values())
+    return tools
+"""
+
+
+def schema_task(task_dir, hook_code=CITY_ENUM, hook="city_enum"):
+    with (task_dir / "helpers.py").open("a") as handle:
+        handle.write(hook_code)
+    return edit(task_dir, lambda d: d["helpers"].update(schemas=hook))
+
+
+def test_a_schema_hook_makes_ids_an_enum_of_the_environment(task_dir):
+    task = Task.load(schema_task(task_dir))
+    city = {t["function"]["name"]: t for t in task.tools}["book_table"]["function"]
+    assert city["parameters"]["properties"]["city_id"]["enum"] == ["lim", "osl", "par", "rom"]
+    assert task.teacher_tools[-2]["function"] == city  # the teacher sees it too
+    assert '"lim"' not in (task_dir / "tools.json").read_text()  # the file is not touched
+    made_up = {"tool_calls": [{"name": "book_table", "arguments": {"city_id": "ber", "people": 2}}]}
+    assert not task.evaluate(made_up, made_up).valid  # and the scorer
+    real = {"tool_calls": [{"name": "book_table", "arguments": {"city_id": "osl", "people": 2}}]}
+    assert task.evaluate(real, real).exact
+
+
+def test_few_shot_examples_are_checked_against_the_generated_schemas(task_dir):
+    path = schema_task(task_dir, CITY_ENUM.replace("sorted(CITIES.values())", '["par"]'))
+    with pytest.raises(ConfigError, match=r"teacher\.few_shot\[0\]: .*'osl' is not one of"):
+        Task.load(path)
+
+
+@pytest.mark.parametrize(
+    "hook_code, hook, message",
+    [
+        ("", "city_enum", r"helpers\.schemas: no function 'city_enum' in .*helpers\.py"),
+        (
+            "\ndef broken(tools):\n    raise KeyError('rooms')\n",
+            "broken",
+            r"helpers\.schemas \(helpers\.py:broken\): raised KeyError: 'rooms'",
+        ),
+        (
+            "\ndef nothing(tools):\n    pass\n",
+            "nothing",
+            r"helpers\.schemas \(helpers\.py:nothing\): expected a non-empty list of tools",
+        ),
+        (
+            "\ndef bad(tools):\n    tools[0]['function']['parameters']['type'] = 'strin'\n"
+            "    return tools\n",
+            "bad",
+            r"helpers\.schemas \(helpers\.py:bad\)\[0\] \(book_table\): parameters is not a "
+            r"valid JSON schema",
+        ),
+        (
+            "\ndef renamed(tools):\n    tools[0]['function']['name'] = 'reserve'\n    return tools\n",
+            "renamed",
+            r"must keep the final tools' names and order \['book_table', 'no_action'\], "
+            r"returned \['reserve', 'no_action'\]",
+        ),
+    ],
+)
+def test_a_broken_schema_hook_is_a_clear_error(task_dir, hook_code, hook, message):
+    path = schema_task(task_dir, hook_code, hook)
+    with pytest.raises(ConfigError, match=message) as err:
+        Task.load(path)
+    assert str(path) in str(err.value)
