@@ -131,7 +131,7 @@ def build_and_install(version: str = LLAMA_CPP_PYTHON_VERSION, rebuild: bool = F
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         print(
             f"building llama-cpp-python {version} for {', '.join(enabled_sets(options))} "
-            f"(no AMX, not native; about 6-9 minutes on 2 cores)",
+            f"(no AMX, not native; 2.5-9 minutes on 2 cores)",
             flush=True,
         )
         _pip(
