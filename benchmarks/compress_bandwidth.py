@@ -29,9 +29,10 @@ from rich.table import Table
 
 from supertiny.core.records import test_records
 from supertiny.core.task import Task
-from supertiny.runtime.backends import load_backend
+from supertiny.runtime import hf as st
 from supertiny.runtime.measure import latency
-from supertiny.runtime.scoring import student_request
+from supertiny.runtime.render import prompt_text
+from supertiny.runtime.runners import open_runner
 
 
 def copy_bandwidth(mib: int = 256, repeats: int = 8) -> float:
@@ -99,15 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     bandwidth = copy_bandwidth()
     console.print(f"memory copy bandwidth: {bandwidth / 1e9:.1f} GB/s (read + write)")
 
-    rows = []
-    requests = [student_request(task, r, args.max_new_tokens) for r in records]
+    rows, tokenizer_dir = [], Path(report["input"]["path"])
     for row in [report["input"], *report["steps"]]:
-        backend = load_backend(row["path"], n_threads=args.threads)  # as the stage times it
-        try:
-            timing = latency(backend, requests, f"latency: {row['name']}")
-        finally:
-            backend.close()
-        del backend
+        if row["form"] != "gguf":
+            tokenizer_dir = Path(row["path"])  # a GGUF's tokenizer is its float model's
+        tokenizer = st.load_tokenizer(str(tokenizer_dir)) if row["form"] == "gguf" else None
+        runner = open_runner(
+            row["form"], Path(row["path"]), args.max_new_tokens, args.threads, tokenizer=tokenizer
+        )
+        prompts = [prompt_text(runner.tokenizer, task, r) for r in records]
+        timing = latency(runner, prompts, args.max_new_tokens, f"latency: {row['name']}")
+        if hasattr(runner, "close"):
+            runner.close()
+        del runner
         per_token = bytes_per_token(row)
         bound = bandwidth / per_token
         detail = (row.get("info") or {}).get("quant") or (row.get("info") or {}).get("scheme")

@@ -31,10 +31,8 @@ from rich.table import Table
 from supertiny.core.records import load_labels, test_records
 from supertiny.core.task import Task
 from supertiny.runtime import hf as st
-from supertiny.runtime.llamacpp import LlamaCppBackend
 from supertiny.runtime.render import answer_text, prompt_text
-from supertiny.runtime.scoring import student_request
-from supertiny.runtime.torch_backend import TorchBackend
+from supertiny.runtime.runners import LlamaCppRunner, TorchRunner
 
 MODES = {  # rounding name -> export_gguf keywords (moments added where calibrated)
     "nearest": {"calibrate": False, "rounding": "nearest"},
@@ -147,17 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     base_nll = gguf_answer_nll(untrained, pairs, args.threads)
     rows.append({"model": "untrained student (GGUF)", "nll": base_nll, "path": str(untrained)})
     float_nll = torch_answer_nll(model, tok, pairs)
-
-    def answers_of(backend) -> list[str]:
-        """Greedy answers on the scored requests (the stages' way), then the backend closed."""
-        try:
-            return [
-                backend.chat(student_request(task, r, args.max_new_tokens)).text for r in records
-            ]
-        finally:
-            backend.close()
-
-    float_answers = answers_of(TorchBackend(model_dir, loaded=(model, tok)))
+    float_answers = TorchRunner(model, tok, args.max_new_tokens, 8).generate(prompts)
     rows.append(
         {
             "model": "float32 (PyTorch)",
@@ -180,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = time.perf_counter() - start
                 types = tensor_types(out)
                 blocky = sum(t in ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0") for t in types.values())
-                answers = answers_of(LlamaCppBackend(out, n_threads=args.threads))
+                runner = LlamaCppRunner(out, tok, args.max_new_tokens, args.threads)
+                answers = runner.generate(prompts)
+                runner.close()
                 rows.append(
                     {
                         "model": f"{quant} {mode}",

@@ -202,7 +202,7 @@ class CompressConfig(cfg.Section):
         default_factory=Calibration, description="Data that scores blocks, channels and heads."
     )
     eval: EvalSettings = Field(
-        default_factory=lambda: EvalSettings(limit=40),
+        default_factory=lambda: EvalSettings(limit=40, max_new_tokens=80),
         description="Exact-match evaluation of the input model (before) and after every step.",
     )
     latency: LatencyConfig = Field(

@@ -38,15 +38,15 @@ from supertiny.core.steps import (
 )
 from supertiny.core.task import Task
 from supertiny.runtime import hf as st
-from supertiny.runtime.backends import load_backend
 from supertiny.runtime.measure import (
     artifact_bytes,
     config_param_counts,
     gguf_param_counts,
     latency,
 )
-from supertiny.runtime.scoring import score_backend, student_request
-from supertiny.runtime.torch_backend import TorchBackend
+from supertiny.runtime.render import prompt_text
+from supertiny.runtime.runners import TorchRunner, open_runner
+from supertiny.runtime.scoring import score_answers
 
 STAGE = "compress"
 INPUT = "00-input"
@@ -195,42 +195,39 @@ class _Meter:
         self.settings = {**conf.latency.model_dump(), "threads": self.threads}
 
     def measure(self, ctx: CompressContext, folder: Path, form: str) -> dict[str, Any]:
-        """Parameters, bytes, accuracy and latency of the model in ``folder`` (cached there).
-
-        The model is scored and timed in the serving backend that serves it (``runtime/``:
-        llama.cpp for a GGUF, PyTorch otherwise), on the requests every stage scores."""
+        """Parameters, bytes, accuracy and latency of the model in ``folder`` (cached there)."""
         path = {"gguf": folder / "model.gguf", "torchao": folder / "model"}.get(form, ctx.float_dir)
-        backend = None
+        tok = st.load_tokenizer(str(ctx.float_dir if form == "gguf" else path))
+        runner = None
 
-        def get_backend():
-            nonlocal backend
-            if backend is None:
-                backend = self._backend(ctx, path, form)
-            return backend
+        def get_runner():
+            nonlocal runner
+            if runner is None:
+                runner = self._runner(ctx, path, form, tok)
+            return runner
 
-        try:
-            accuracy = None
-            if self.tests:
-                accuracy = score_backend(
-                    get_backend,
-                    self.task,
-                    self.tests,
-                    max_tokens=self.conf.eval.max_new_tokens,
-                    batch_size=self.conf.eval.batch_size,
-                    log_path=folder / "eval.jsonl",
-                    title=f"evaluate: {folder.name}",
-                )
-            timing_path = folder / "latency.json"
-            timing = json.loads(timing_path.read_text()) if timing_path.is_file() else None
-            if timing is None or timing.get("settings") != self.settings:
-                limit = self.conf.latency.max_new_tokens
-                requests = [student_request(self.task, r, limit) for r in self._latency_records()]
-                measured = latency(get_backend(), requests, f"latency: {folder.name}")
-                timing = {"settings": self.settings, **measured}
-                write_json(timing_path, timing)
-        finally:
-            if backend is not None:
-                backend.close()
+        accuracy = None
+        if self.tests:
+            accuracy = score_answers(
+                lambda prompts: get_runner().generate(prompts),
+                tok,
+                self.task,
+                self.tests,
+                self.conf.eval.batch_size,
+                folder / "eval.jsonl",
+                f"evaluate: {folder.name}",
+            )
+        timing_path = folder / "latency.json"
+        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else None
+        if timing is None or timing.get("settings") != self.settings:
+            prompts = [prompt_text(tok, self.task, r) for r in self._latency_records()]
+            measured = latency(
+                get_runner(), prompts, self.conf.latency.max_new_tokens, f"latency: {folder.name}"
+            )
+            timing = {"settings": self.settings, **measured}
+            write_json(timing_path, timing)
+        if runner is not None and hasattr(runner, "close"):
+            runner.close()
         return {
             "path": str(path),
             "form": form,
@@ -246,12 +243,15 @@ class _Meter:
             raise CompressError(f"{self.task.path}: no test or unlabeled inputs to time")
         return [records[i % len(records)] for i in range(self.conf.latency.requests)]
 
-    def _backend(self, ctx: CompressContext, path: Path, form: str):
+    def _runner(self, ctx: CompressContext, path: Path, form: str, tok):
+        limit, batch = self.conf.eval.max_new_tokens, self.conf.eval.batch_size
         if form == "float":  # the model in memory (just pruned, or loaded once)
-            return TorchBackend(path, loaded=ctx.load())
+            model, tok = ctx.load()
+            return TorchRunner(model, tok, limit, batch)
         device = st.resolve_device(self.conf.device)
-        options = {"device": device} if form == "torchao" else {}
-        return load_backend(str(path), n_threads=self.threads, **options)
+        return open_runner(
+            form, path, limit, self.threads, tokenizer=tok, device=device, batch_size=batch
+        )
 
 
 def _with_ratios(report: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from supertiny.core.errors import SupertinyError
-from supertiny.core.metrics import summarize_scores
 from supertiny.core.runs import iter_jsonl
 from supertiny.core.task import Task
 from supertiny.core.toolcalls import parse
@@ -79,4 +78,11 @@ def teacher_scores(label_dir: Path, ids: set[str]) -> dict[str, Any] | None:
     rows = [r for r in iter_jsonl(path) if r.get("id") in ids and "score" in r]
     if not rows:
         return None
-    return summarize_scores([r["score"] for r in rows])
+    n = len(rows)
+    return {
+        "n": n,
+        "exact": sum(bool(r["score"]["exact"]) for r in rows) / n,
+        "valid": sum(bool(r["score"]["valid"]) for r in rows) / n,
+        "similarity": sum(max(r["score"]["similarity"], 0.0) for r in rows) / n,
+        "f1": sum(r["score"]["f1"] for r in rows) / n,
+    }

@@ -23,7 +23,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from supertiny.core import config as cfg
-from supertiny.runtime.scoring import MAX_TOKENS
 
 
 class ModelEntry(cfg.Section):
@@ -51,9 +50,7 @@ class EvalConfig(cfg.Section):
         None, ge=1, description="Gold test records to use (default: all of them)."
     )
     max_tokens: int = Field(
-        MAX_TOKENS,
-        ge=1,
-        description="Most tokens a local model may generate per answer (train and compress score with eval.max_new_tokens: keep them equal for equal numbers).",
+        160, ge=1, description="Most tokens a local model may generate per answer."
     )
     tool_choice: Literal["task", "required", "auto"] = Field(
         "task",
@@ -87,7 +84,7 @@ class EvalConfig(cfg.Section):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"limit": 10, "concurrency": 2, "throughput_requests": 4},
+    "quick": {"limit": 10, "concurrency": 2, "throughput_requests": 4, "max_tokens": 120},
     "small": {"limit": 40, "concurrency": 4, "throughput_requests": 16},
     "full": {"limit": None, "concurrency": 8, "throughput_requests": 64},
 }

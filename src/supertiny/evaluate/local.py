@@ -1,7 +1,6 @@
 """The eval stage's local models: each served by ``supertiny serve --task`` in a child process
 and asked over HTTP, one request at a time for accuracy and latency, then at a concurrency
-for requests per second. The request, its reading and its score are ``runtime.scoring``'s,
-the ones train and compress score with in process: the same model gets the same numbers.
+for requests per second.
 
     answers, throughput = local_answers(target, task, records, conf, folder)
 """
@@ -21,7 +20,6 @@ from supertiny.evaluate import EvalError
 from supertiny.evaluate.config import EvalConfig
 from supertiny.evaluate.metrics import Target, answer_row, message_label, read_json
 from supertiny.runtime.backend import available_cores
-from supertiny.runtime.scoring import request_body, score_message, tool_choice_for
 
 
 def local_answers(
@@ -77,8 +75,17 @@ def _asker(http, task: Task, conf: EvalConfig, check_server: Callable[[], None])
     server process has exited (otherwise the connection error goes up as it is)."""
     import httpx
 
+    choice = tool_choice(task, conf)
+
     def ask(record: dict[str, Any]) -> dict[str, Any]:
-        body = request_body(task, record, conf.max_tokens, conf.tool_choice)
+        body = {
+            "model": "student",
+            "messages": record["messages"],
+            "tools": task.tools_for(record),
+            "tool_choice": choice,
+            "temperature": 0,
+            "max_tokens": conf.max_tokens,
+        }
         started = time.perf_counter()
         try:
             response = http.post("/chat/completions", json=body)
@@ -94,7 +101,7 @@ def _asker(http, task: Task, conf: EvalConfig, check_server: Callable[[], None])
             payload = response.json()
             message, problem = payload["choices"][0]["message"], None
             usage = payload.get("usage") or {}
-        score = score_message(task, record, message).to_dict()
+        score = task.evaluate(message, record["gold"], record.get("tools")).to_dict()
         if problem:
             score["reason"] = problem
         return answer_row(
@@ -134,5 +141,6 @@ def _throughput(ask, records: list[dict], conf: EvalConfig, name: str) -> dict[s
 
 
 def tool_choice(task: Task, conf: EvalConfig) -> str:
-    """What local models are asked (``runtime.scoring.tool_choice_for``, as every stage)."""
-    return tool_choice_for(task, conf.tool_choice)
+    if conf.tool_choice != "task":
+        return conf.tool_choice
+    return "auto" if task.spec.allow_plain_answer else "required"

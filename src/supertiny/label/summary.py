@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from supertiny.core.metrics import percentile, summarize_scores
+from supertiny.core.metrics import percentile
 from supertiny.core.progress import console
 from supertiny.core.runs import iter_jsonl, write_json
 from supertiny.core.tables import pct
@@ -57,17 +57,20 @@ def _test_accuracy(records: list[dict[str, Any]]) -> dict[str, Any]:
     if not records:
         return {}
     exact = [bool(r["score"]["exact"]) for r in records]
-    scores = summarize_scores([r["score"] for r in records])  # as every stage summarises
     accepted = [bool(r["score"]["exact"]) for r in records if not r.get("rejected_reason")]
     by_category: dict[str, list[bool]] = defaultdict(list)
     for record, ok in zip(records, exact, strict=True):
         by_category[str((record.get("meta") or {}).get("category", "all"))].append(ok)
     return {
-        "teacher_test_n": scores["n"],
-        "teacher_test_exact": round(scores["exact"], 4),
-        "teacher_test_valid": round(scores["valid"], 4),
-        "teacher_test_f1": round(scores["f1"], 4),
-        "teacher_test_similarity": round(scores["similarity"], 4),
+        "teacher_test_n": len(records),
+        "teacher_test_exact": round(sum(exact) / len(exact), 4),
+        "teacher_test_valid": round(
+            sum(bool(r["score"]["valid"]) for r in records) / len(records), 4
+        ),
+        "teacher_test_f1": round(statistics.fmean(r["score"]["f1"] for r in records), 4),
+        "teacher_test_similarity": round(
+            statistics.fmean(r["score"]["similarity"] for r in records), 4
+        ),
         "teacher_test_accepted_n": len(accepted),
         "teacher_test_accepted_exact": round(sum(accepted) / len(accepted), 4)
         if accepted

@@ -1,11 +1,12 @@
-"""Sample training answers from a transformers model: batched, left-padded, cut at the end of the turn.
+"""Sample answers from a transformers model: batched, left-padded, cut at the end of the turn.
 
     >>> texts = sample(model, tok, prompts, samples=4, temperature=0.8, max_new_tokens=96)
+    >>> answers = greedy(model, tok, prompts, max_new_tokens=128, batch_size=8)
 
 Answers keep special tokens such as ``<tool_call>`` so the tool-call parser sees what the
-model wrote. Used by the train stage's on-policy steps (rejection sampling, DPO pair mining,
-through ``train/sampling.py``); a model is *scored* through a serving backend instead
-(``scoring.py``), as every stage scores it.
+model wrote. Used by scoring (``scoring.py``), the PyTorch runner (``runners.py``) and the
+train stage's on-policy steps (rejection sampling, DPO pair mining, through
+``train/sampling.py``).
 """
 
 from __future__ import annotations
@@ -65,3 +66,9 @@ def sample(
     finally:
         tokenizer.padding_side = side
     return out
+
+
+def greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """One greedy answer per prompt."""
+    texts = sample(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [group[0] for group in texts]

@@ -9,8 +9,9 @@ weights are dequantized by transformers once and kept as safetensors in the mode
     >>> model = add_lora(model, LoraConfig(r=16))
     >>> save(model, tok, "runs/demo/train/01-sft/model")      # LoRA merged first
 
-The training steps, compression (pruning, recovery, quantization) and the PyTorch serving
-backend (which scores every model, ``scoring.py``) load transformers models through here. ``LoraConfig`` is the train stage's ``student.lora`` section and
+The training steps, compression (pruning, recovery, quantization) and the scoring runners
+load models through here (the PyTorch serving backend still loads its folder itself, in
+``torch_backend._load``). ``LoraConfig`` is the train stage's ``student.lora`` section and
 the compress stage's ``lora``.
 """
 

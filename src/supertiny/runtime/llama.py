@@ -6,7 +6,7 @@ place a ``Llama`` is built, and the capture of llama.cpp's native log.
     with native_log() as lines:                                     # fds 1/2 and the callback
         llama_cpp.llama_model_quantize(...)
 
-Used by the serving backend (``llamacpp.py``, which also scores every GGUF) and the
+Used by the serving backend (``llamacpp.py``), the llama.cpp runner (``runners.py``) and the
 GGUF export's quantizer and tokenizer check (``compress/gguf/``).
 """
 

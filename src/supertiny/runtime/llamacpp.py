@@ -144,8 +144,10 @@ class LlamaCppBackend:
             grammar = self._grammar(request)
             lazy = bool(request.tools) and request.tool_choice == "auto" and grammar is not None
             opening = "" if lazy else self._call_opening(request, constrained=grammar is not None)
-            if opening:  # not streamed: with tools the server sends the answer whole
+            if opening:
                 prompt += self._tokens(opening)
+                if on_delta is not None:
+                    on_delta(opening, [])
             if len(prompt) >= self.n_ctx:
                 raise ContextLengthError(len(prompt), self.n_ctx)
             cached = min(self._cached_prefix(prompt), len(prompt) - 1)

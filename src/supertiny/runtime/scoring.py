@@ -1,31 +1,19 @@
-"""The one way a model is scored on the gold test set: the request, the answer, the score.
+"""Score a model on the gold test set: its answers, scored by ``Task.evaluate``, logged to resume.
 
-Train (after every step), compress (every model it makes) and eval (every local model, over
-HTTP) ask a model the same question and read its answer the same way, so one model on the
-same records gets the same numbers in every report:
-
-- the request (:func:`student_request`): the task's student prompt and the record's messages,
-  its tools (rendered only where the student saw them in training), ``tool_choice`` from
-  :func:`tool_choice_for` ("required" when the task allows no plain answer: decoding under
-  the tools' grammar), greedy, ``max_tokens`` (``MAX_TOKENS`` unless set);
-- the model: a serving backend (``runtime/backends.py``) in this process, one request at a
-  time, as ``supertiny serve`` runs it for the eval stage (:func:`request_body` is the same
-  request as an OpenAI body);
-- the answer (:func:`assistant_message`): the text's tool calls parsed once, as the server
-  answers them; the score (:func:`score_message`): ``Task.evaluate`` on that message.
-
-    >>> backend = load_backend("runs/x/train/01-sft/model")
-    >>> summary = score_backend(backend, task, tests, max_tokens=160, log_path=step / "eval.jsonl")
+    >>> summary = score_model(model, tok, task, test_records, max_new_tokens=128,
+    ...                       batch_size=8, log_path=step_dir / "eval.jsonl")
+    >>> summary = score_answers(runner.generate, tok, task, test_records, 8, log_path)
     {'n': 40, 'exact': 0.85, 'valid': 0.975, 'similarity': 0.91, 'f1': 0.9}
 
-``EvalSettings`` is the train and compress stages' ``eval:`` section; ``logged_rows`` is the
-resumable loop under scoring (and under the train stage's sampling): rows already in the log
-are not computed again.
+``score_answers`` takes any ``generate(prompts) -> texts`` (transformers, torchao, llama.cpp),
+so the train stage (after every step) and the compress stage (every model it makes) render
+the prompts and score the answers the same way. ``EvalSettings`` is
+their config section (``eval:``). ``logged_rows`` is the resumable loop under both (and under
+the train stage's sampling): rows already in the log are not computed again.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,12 +25,8 @@ from supertiny.core.metrics import summarize_scores
 from supertiny.core.progress import bar
 from supertiny.core.runs import RecordLog, read_jsonl
 from supertiny.core.task import Task
-from supertiny.core.toolcalls import Score, parse
-from supertiny.runtime.backend import Backend, ChatRequest, Generation, SamplingParams
-
-MAX_TOKENS = 160
-"""The longest answer a model is scored on, in every stage (the eval stage's ``max_tokens``
-and the train and compress stages' ``eval.max_new_tokens`` default to it)."""
+from supertiny.runtime.generate import greedy
+from supertiny.runtime.render import prompt_text
 
 
 class EvalSettings(cfg.Section):
@@ -51,82 +35,8 @@ class EvalSettings(cfg.Section):
     limit: int | None = Field(
         None, ge=1, description="Evaluate on the first N gold test records (all when unset)."
     )
-    max_new_tokens: int = Field(
-        MAX_TOKENS,
-        ge=1,
-        description="Longest answer generated (the eval stage's max_tokens: keep them equal for equal numbers).",
-    )
-    batch_size: int = Field(
-        8,
-        ge=1,
-        description="Answers written to the log at a time (each is asked alone, as the eval stage asks its server).",
-    )
-
-
-def tool_choice_for(task: Task, setting: str = "task") -> str:
-    """``setting`` unless it is "task": then "required" when the task allows no plain answer
-    (decoding constrained to valid calls), else "auto"."""
-    if setting != "task":
-        return setting
-    return "auto" if task.spec.allow_plain_answer else "required"
-
-
-def student_request(
-    task: Task, record: dict[str, Any], max_tokens: int, tool_choice: str = "task"
-) -> ChatRequest:
-    """The request a model is scored on: what ``supertiny serve --task`` makes of
-    :func:`request_body` (``serve/profile.py``)."""
-    choice = tool_choice_for(task, tool_choice)
-    tools = None if choice == "none" else task.tools_for(record)
-    return ChatRequest(
-        messages=task.student_messages(
-            [m for m in record["messages"] if m.get("role") != "system"]
-        ),
-        tools=tools,
-        tool_choice=choice if tools else "none",
-        params=SamplingParams(max_tokens=max_tokens, temperature=0.0),
-        render_tools=task.spec.student.tools_in_prompt,
-    )
-
-
-def request_body(
-    task: Task, record: dict[str, Any], max_tokens: int, tool_choice: str = "task"
-) -> dict[str, Any]:
-    """:func:`student_request` as the OpenAI body the eval stage sends to its server."""
-    return {
-        "model": "student",
-        "messages": record["messages"],
-        "tools": task.tools_for(record),
-        "tool_choice": tool_choice_for(task, tool_choice),
-        "temperature": 0,
-        "max_tokens": max_tokens,
-    }
-
-
-def assistant_message(text: str, tools_active: bool) -> dict[str, Any]:
-    """The OpenAI assistant message for generated ``text`` (what the server answers).
-
-    With tools, calls found by ``supertiny.core.toolcalls.parse`` become ``tool_calls`` and the
-    text around them the ``content`` (None if there is none); text that is no call (or a call
-    that does not parse) is returned whole as ``content``.
-    """
-    if tools_active:
-        parsed = parse(text)
-        if parsed.calls:
-            calls = [call.to_openai(f"call_{uuid.uuid4().hex[:24]}") for call in parsed.calls]
-            return {"role": "assistant", "content": parsed.content, "tool_calls": calls}
-    return {"role": "assistant", "content": text}
-
-
-def ask(backend: Backend, request: ChatRequest) -> tuple[dict[str, Any], Generation]:
-    """The backend's answer to ``request`` as an assistant message, and its generation."""
-    generation = backend.chat(request)
-    return assistant_message(generation.text, request.tools is not None), generation
-
-
-def score_message(task: Task, record: dict[str, Any], message: dict[str, Any]) -> Score:
-    """``Task.evaluate`` of an assistant message against the record's gold answer."""
-    return task.evaluate(message, record["gold"], task.tools_for(record))
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer generated.")
+    batch_size: int = Field(8, ge=1, description="Prompts per generate() call.")
 
 
 def logged_rows(
@@ -151,34 +61,50 @@ def logged_rows(
     return [row for row in read_jsonl(log_path) if row["id"] in wanted]
 
 
-def score_backend(
-    backend: Backend | Callable[[], Backend],
+def score_model(
+    model,
+    tokenizer,
     task: Task,
     records: list[dict[str, Any]],
     *,
-    max_tokens: int = MAX_TOKENS,
-    tool_choice: str = "task",
-    batch_size: int = 8,
+    max_new_tokens: int,
+    batch_size: int,
     log_path: Path,
     title: str = "evaluate",
 ) -> dict[str, Any]:
-    """A backend's answers on gold test records, scored by ``Task.evaluate``; resumable via
-    ``log_path``. ``backend`` may be a function that loads it (called only when a record is
-    not yet in the log); the caller closes it. Returns ``{"n", "exact", "valid", "similarity", "f1"}``."""
-    loaded: list[Backend] = []
+    """Greedy answers of a transformers model on gold test records; see :func:`score_answers`."""
+
+    def generate(prompts: list[str]) -> list[str]:
+        return greedy(model, tokenizer, prompts, max_new_tokens, batch_size)
+
+    return score_answers(generate, tokenizer, task, records, batch_size, log_path, title)
+
+
+def score_answers(
+    generate: Callable[[list[str]], list[str]],
+    tokenizer,
+    task: Task,
+    records: list[dict[str, Any]],
+    batch_size: int,
+    log_path: Path,
+    title: str = "evaluate",
+) -> dict[str, Any]:
+    """Answers from ``generate(prompts)`` on gold test records, scored by ``Task.evaluate``.
+
+    Any backend (transformers, torchao, llama.cpp) plugs in as ``generate``; the prompts are
+    rendered by ``tokenizer``. Resumable via ``log_path``. Returns ``{"n", "exact", "valid",
+    "similarity", "f1"}`` (rates in [0, 1]).
+    """
 
     def rows_for(chunk: list[dict[str, Any]], _: int) -> list[dict[str, Any]]:
-        if not loaded:
-            loaded.append(backend() if callable(backend) else backend)
+        texts = generate([prompt_text(tokenizer, task, r) for r in chunk])
         rows = []
-        for record in chunk:
-            request = student_request(task, record, max_tokens, tool_choice)
-            message, generation = ask(loaded[0], request)
-            score = score_message(task, record, message)
+        for record, text in zip(chunk, texts, strict=True):
+            score = task.evaluate(text, record["gold"], task.tools_for(record))
             rows.append(
                 {
                     "id": record["id"],
-                    "output": generation.text,
+                    "output": text,
                     "exact": score.exact,
                     "valid": score.valid,
                     "similarity": score.similarity,

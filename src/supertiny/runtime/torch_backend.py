@@ -110,21 +110,13 @@ class TorchBackend:
         device: str | None = None,
         max_batch_size: int = 8,
         batch_wait_ms: float = 5.0,
-        loaded: tuple[Any, Any] | None = None,
     ):
-        """``loaded``: a ``(model, tokenizer)`` already in memory (the train stage's model after
-        a step, the compress stage's after pruning) served instead of loading ``model_path``."""
         torch = _require_runtime()
         if n_threads:
             torch.set_num_threads(n_threads)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model_path = Path(model_path)
-        if loaded is not None:
-            self._model, self._tokenizer = loaded
-            self._model.eval()
-            self.device = str(self._model.device)
-        else:
-            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._model, self._tokenizer = _load(self.model_path, self.device)
+        self._model, self._tokenizer = _load(self.model_path, self.device)
         limit = getattr(self._model.config, "max_position_embeddings", None)
         self.n_ctx = min(n_ctx, limit) if limit else n_ctx
         self.max_batch_size = max(1, max_batch_size)
@@ -379,7 +371,9 @@ def _require_runtime():
 
 def _load(path: Path, device: str):
     """`(model, tokenizer)` from a transformers or torchao folder, in eval mode on `device`."""
-    from supertiny.runtime.hf import load
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from supertiny.runtime.torchao import is_quantized_dir, load_quantized
 
     expected = (
@@ -398,8 +392,10 @@ def _load(path: Path, device: str):
         return load_quantized(path, device)
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} is not a model folder: {expected}")
-    model, tokenizer = load(str(path), device)  # the one transformers loader (pad token set)
-    return model.eval(), tokenizer
+    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(path)
 
 
 def _template_text(tokenizer, path: Path) -> str:

@@ -4,7 +4,7 @@
 
 The folder holds the model's config and tokenizer, the quantized state dict as a plain
 ``torch.save`` (``quantized.pt``: torchao registers its tensor subclasses as safe for
-``weights_only`` loading) and ``torchao.json`` naming the scheme. Used by the
+``weights_only`` loading) and ``torchao.json`` naming the scheme. Used by the runners, the
 PyTorch serving backend and the compress stage itself; writing such a folder is
 ``compress/quantize/torchao.py``'s.
 """

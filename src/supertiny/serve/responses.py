@@ -1,8 +1,7 @@
 """OpenAI response objects for generated text: `chat.completion` and its stream chunks.
 
 Shared by every backend: the text a backend generated becomes an assistant message
-by `runtime.scoring.assistant_message` (tool calls read by `supertiny.core.toolcalls.parse`
-when the request had tools: the same reading every stage scores).
+here, with tool calls read by `supertiny.core.toolcalls.parse` when the request had tools.
 Exercised by `python -m pytest tests/unit/serve/test_serve.py -q`.
 """
 
@@ -13,10 +12,8 @@ import time
 import uuid
 from typing import Any
 
+from supertiny.core.toolcalls import parse
 from supertiny.runtime.backend import Generation
-from supertiny.runtime.scoring import assistant_message
-
-__all__ = ["Meta", "assistant_message", "chunk", "choice_delta", "completion_body", "usage"]
 
 
 class Meta:
@@ -26,6 +23,21 @@ class Meta:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
+
+
+def assistant_message(text: str, tools_active: bool) -> dict[str, Any]:
+    """The OpenAI assistant message for generated `text`.
+
+    With tools, calls found by `supertiny.core.toolcalls.parse` become `tool_calls` and the
+    text around them the `content` (None if there is none); text that is no call (or
+    a call that does not parse) is returned whole as `content`.
+    """
+    if tools_active:
+        parsed = parse(text)
+        if parsed.calls:
+            calls = [call.to_openai(f"call_{uuid.uuid4().hex[:24]}") for call in parsed.calls]
+            return {"role": "assistant", "content": parsed.content, "tool_calls": calls}
+    return {"role": "assistant", "content": text}
 
 
 def finish_reason(backend_reason: str, message: dict[str, Any]) -> str:

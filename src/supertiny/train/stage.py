@@ -7,8 +7,7 @@ starts from the model the previous step saved, writes into ``RUN_DIR/train/NN-ki
 
     model/          merged weights + tokenizer (transformers format)
     metrics.json    training metrics (loss, tokens/s, step-specific counts such as pass@k)
-    eval.jsonl      answers on the gold test set with their scores (``runtime.scoring``: the
-                    model in the PyTorch serving backend, as the eval stage scores it)
+    eval.jsonl      greedy answers on the gold test set with their scores
 
 and ``RUN_DIR/train/train_report.json`` puts the untrained student, every step and the
 teacher side by side on the same test records. A finished step is never run twice: the
@@ -29,8 +28,7 @@ from supertiny.core.runs import Run, config_hash, iter_jsonl, write_json
 from supertiny.core.steps import finish_step, finished_step, set_aside_steps, step_name
 from supertiny.core.task import Task
 from supertiny.runtime import hf as st
-from supertiny.runtime.scoring import score_backend
-from supertiny.runtime.torch_backend import TorchBackend
+from supertiny.runtime.scoring import score_model
 from supertiny.train import distributed as dist
 from supertiny.train.config import TrainConfig
 from supertiny.train.trainers import StepContext
@@ -118,26 +116,17 @@ def _run(run: Run, task: Task, conf: TrainConfig, run_dir: Path, restart: bool) 
     def score(model, log_path: Path, title: str) -> dict[str, Any] | None:
         if not tests:
             return None
-        backends: list[TorchBackend] = []  # loaded only if an answer is not in the log yet
-
-        def load() -> TorchBackend:
-            backends.append(TorchBackend(start_from, loaded=(model, tok)))
-            return backends[-1]
-
         with dist.main_first():  # the others read the main process's answers
-            try:
-                return score_backend(
-                    load,
-                    task,
-                    tests,
-                    max_tokens=conf.eval.max_new_tokens,
-                    batch_size=conf.eval.batch_size,
-                    log_path=log_path,
-                    title=title,
-                )
-            finally:
-                for backend in backends:
-                    backend.close()
+            return score_model(
+                model,
+                tok,
+                task,
+                tests,
+                max_new_tokens=conf.eval.max_new_tokens,
+                batch_size=conf.eval.batch_size,
+                log_path=log_path,
+                title=title,
+            )
 
     def write_report() -> None:
         if main:
